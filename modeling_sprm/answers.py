@@ -1,0 +1,97 @@
+"""Final-answer extraction and comparison, for grading generated solutions and for voting.
+
+Built in: GSM8K style (``#### 18``, ``The answer is 18``, or the last number) and LaTeX ``\\boxed{...}``.
+Pass any ``Callable[[str], str | None]`` where an extractor is accepted to plug in your own.
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+from typing import Callable
+
+AnswerExtractor = Callable[[str], "str | None"]
+
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
+_ANSWER_IS = re.compile(r"answer\s*(?:is|:)\s*\$?\s*(-?[\d,]*\.?\d+(?:/\d+)?)", re.I)
+
+
+def normalize_number(text: str) -> str | None:
+    """Canonical form of a number written as text (``"1,000.50"`` -> ``"1000.5"``, ``"$18."`` -> ``"18"``,
+    ``"3/4"`` -> ``"0.75"``), or None when it is not a number."""
+    cleaned = text.strip().replace(",", "").replace("$", "").rstrip(".").strip()
+    if not cleaned:
+        return None
+    try:
+        value = Fraction(cleaned)
+    except (ValueError, ZeroDivisionError):
+        return None
+    if value.denominator == 1:
+        return str(value.numerator)
+    return format(float(value), ".10g")
+
+
+def extract_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}`` (nested braces allowed), or None."""
+    start = text.rfind("\\boxed{")
+    if start == -1:
+        return None
+    depth, i = 0, start + len("\\boxed")
+    for j in range(i, len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[i + 1 : j].strip() or None
+    return None
+
+
+def extract_gsm8k_answer(text: str) -> str | None:
+    """GSM8K style: the number after ``####``, else after "the answer is", else the last number in the text."""
+    if "####" in text:
+        tail = text.rsplit("####", 1)[1]
+        match = _NUMBER.search(tail)
+        return normalize_number(match.group()) if match else None
+    matches = _ANSWER_IS.findall(text)
+    if matches:
+        return normalize_number(matches[-1])
+    numbers = _NUMBER.findall(text)
+    return normalize_number(numbers[-1]) if numbers else None
+
+
+def extract_answer(text: str) -> str | None:
+    """``\\boxed{}`` when present (normalised if numeric), else GSM8K style."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a string, got {type(text).__name__}")
+    boxed = extract_boxed(text)
+    if boxed is not None:
+        return normalize_number(boxed) or boxed
+    return extract_gsm8k_answer(text)
+
+
+EXTRACTORS: dict[str, AnswerExtractor] = {
+    "auto": extract_answer,
+    "gsm8k": extract_gsm8k_answer,
+    "boxed": extract_boxed,
+}
+
+
+def get_extractor(extractor: str | AnswerExtractor) -> AnswerExtractor:
+    if callable(extractor):
+        return extractor
+    if extractor not in EXTRACTORS:
+        raise ValueError(f"unknown answer extractor {extractor!r}; expected one of {sorted(EXTRACTORS)} or a callable")
+    return EXTRACTORS[extractor]
+
+
+def answers_match(predicted: str | None, reference: str | None) -> bool:
+    """Numbers compare by value (1e-6 relative), other answers as whitespace-normalised strings; None never
+    matches."""
+    if predicted is None or reference is None:
+        return False
+    a, b = normalize_number(predicted), normalize_number(reference)
+    if a is not None and b is not None:
+        x, y = float(a), float(b)
+        return abs(x - y) <= 1e-6 * max(1.0, abs(x), abs(y))
+    return " ".join(predicted.split()).lower() == " ".join(reference.split()).lower()

@@ -1,0 +1,112 @@
+"""The ``sprm`` command line. Each subcommand parses its arguments and calls the package; no logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _fail(message: str) -> None:
+    print(f"sprm: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _read_text_file(path: str, what: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        _fail(f"cannot read {what} {path}: {err}")
+
+
+# -- sprm score ---------------------------------------------------------------------------------------------------
+
+
+def add_score_parser(subparsers) -> None:
+    p = subparsers.add_parser("score", help="score a solution step by step")
+    p.add_argument("--question", required=True, help="the question the solution answers")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--solution", help="the solution text (cut into steps at the model's delimiters)")
+    source.add_argument("--solution-file", help="a UTF-8 file holding the solution text")
+    source.add_argument("--steps-json", help='a JSON file holding a list of step strings, e.g. ["step 1", "step 2"]')
+    p.add_argument("--model", help="SPRM folder or Hub id (default: the embedded SmolLM2 default)")
+    p.add_argument("--threshold", type=float, default=0.5, help="a step below this is a predicted error (0.5)")
+    p.add_argument("--quantization", choices=["4bit", "8bit"], help="load the backbone quantized (bitsandbytes)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(run=run_score)
+
+
+def run_score(args) -> None:
+    if not 0.0 <= args.threshold <= 1.0:
+        _fail(f"--threshold must be in [0, 1], got {args.threshold}")
+    record = {"question": args.question}
+    if args.steps_json:
+        try:
+            steps = json.loads(_read_text_file(args.steps_json, "--steps-json file"))
+        except json.JSONDecodeError as err:
+            _fail(f"--steps-json file {args.steps_json} is not valid JSON: {err}")
+        if not isinstance(steps, list) or not all(isinstance(s, str) for s in steps) or not steps:
+            _fail(f"--steps-json file {args.steps_json} must hold a non-empty JSON list of strings")
+        record["steps"] = steps
+    else:
+        record["solution"] = args.solution if args.solution is not None else _read_text_file(args.solution_file, "--solution-file")
+
+    from transformers import pipeline
+
+    from .loading import load_model_and_tokenizer, untrained_head_warning
+
+    model, tokenizer, name = load_model_and_tokenizer(args.model, quantization=args.quantization)
+    if (warning := untrained_head_warning(model, name)) is not None:
+        print(warning, file=sys.stderr)
+    scorer = pipeline("step-scoring", model=model, tokenizer=tokenizer)
+    try:
+        result = scorer(record, threshold=args.threshold)
+    except (TypeError, ValueError) as err:
+        _fail(str(err))
+    if result["truncated"]:
+        print("warning: the input is longer than the model's context; steps after the cut are not scored", file=sys.stderr)
+    if args.json:
+        out = {
+            "steps": [{"text": s["text"], "score": s["score"]} for s in result["steps"]],
+            "score": result["score"],
+            "first_error_step": result["first_error_step"],
+            "model": name,
+            "truncated": result["truncated"],
+            "no_steps": result["no_steps"],
+        }
+        print(json.dumps(out, ensure_ascii=False))
+        return
+    print(format_score_table(result, name, args.threshold))
+
+
+def format_score_table(result: dict, model_name: str, threshold: float) -> str:
+    lines = [f"{'step':>4}  {'score':>6}  text"]
+    for i, step in enumerate(result["steps"]):
+        score = "  cut" if step["score"] is None else f"{step['score']:.3f}"
+        marker = " <- first predicted error" if i == result["first_error_step"] else ""
+        text = " ".join(step["text"].split())
+        lines.append(f"{i:>4}  {score:>6}  {text[:100]}{'...' if len(text) > 100 else ''}{marker}")
+    if result["no_steps"]:
+        lines.append("(no steps found)")
+    lines.append(f"solution score: {result['score']:.4f}   model: {model_name}   threshold: {threshold}")
+    return "\n".join(lines)
+
+
+# -----------------------------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sprm", description="Self-supervised process reward models (SPRMs).")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    add_score_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()

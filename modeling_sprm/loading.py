@@ -1,0 +1,73 @@
+"""Loading a scorer by name: the embedded default, a local folder, or a Hub id, with an optional quantized
+backbone. Used by the CLI, the demo and the benchmarks (not shipped as remote code)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer
+
+from .backbones import EMBEDDED_BACKBONE_ID, resolve_backbone
+from .modeling_sprm import SPRMForStepScoring
+
+DEFAULT_HEAD_DIR = Path(__file__).parent / "default_head"
+DEFAULT_MODEL_NAME = "sprm-default (SmolLM2-135M-Instruct + SPRM head)"
+QUANTIZATIONS = ("4bit", "8bit")
+
+
+def quantization_config(quantization: str | None):
+    """`BitsAndBytesConfig` for "4bit" (nf4, fp32 compute) or "8bit"; None for full precision."""
+    if quantization is None:
+        return None
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32)
+    if quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    raise ValueError(f"quantization must be one of {QUANTIZATIONS} or None, got {quantization!r}")
+
+
+def load_tokenizer(model: SPRMForStepScoring, name_or_path: str | None = None):
+    """The checkpoint's own tokenizer when it ships one, else its backbone's."""
+    if name_or_path is not None:
+        try:
+            return AutoTokenizer.from_pretrained(name_or_path)
+        except (OSError, ValueError):
+            pass
+    reference = model.config.backbone_name_or_path
+    if not reference:
+        raise ValueError(f"no tokenizer found for {name_or_path} and no backbone reference to fall back on")
+    return AutoTokenizer.from_pretrained(resolve_backbone(reference))
+
+
+def load_model_and_tokenizer(
+    name_or_path: str | None = None, quantization: str | None = None, dtype: torch.dtype | None = None
+) -> tuple[SPRMForStepScoring, object, str]:
+    """Load ``(model, tokenizer, display_name)``. Without a name: the shipped default head on the embedded
+    SmolLM2 backbone, or, where no head ships, a fresh (untrained, seeded) head on it."""
+    kwargs = {}
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization_config(quantization)
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    if name_or_path is None:
+        if (DEFAULT_HEAD_DIR / "config.json").is_file():
+            model = SPRMForStepScoring.from_pretrained(DEFAULT_HEAD_DIR, **kwargs)
+            return model, load_tokenizer(model, str(DEFAULT_HEAD_DIR)), DEFAULT_MODEL_NAME
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = SPRMForStepScoring.from_backbone(EMBEDDED_BACKBONE_ID, **kwargs)
+        return model, load_tokenizer(model), DEFAULT_MODEL_NAME
+    model = SPRMForStepScoring.from_pretrained(name_or_path, **kwargs)
+    return model, load_tokenizer(model, name_or_path), name_or_path
+
+
+def untrained_head_warning(model: SPRMForStepScoring, name: str) -> str | None:
+    if model.config.head_is_trained:
+        return None
+    return (
+        f"warning: the SPRM head of {name} is untrained (randomly initialised): its scores carry no signal. "
+        "Train one with `sprm train` or pass --model."
+    )

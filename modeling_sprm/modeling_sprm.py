@@ -1,0 +1,429 @@
+"""SPRMForStepScoring: one causal-LM backbone that both generates (its LM head) and scores reasoning steps (a small
+head on its hidden states), as MetaStone-S1's self-supervised process reward model.
+
+The one path every score takes::
+
+    text -> steps.segment / steps.build_trace   (steps and the token where each score is read)
+         -> backbone forward                      (features of `feature_layer` captured by a hook, only there)
+         -> SPRMHead                               (Linear(c, 2c) ReLU Dropout Linear(2c, 1) -> step logits)
+         -> sigmoid -> aggregation                 (step scores -> solution score)
+
+Shipped as remote code: imports only torch, transformers, safetensors and the package's remote-code modules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, GenerationMixin, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .aggregation import aggregate
+from .backbones import resolve_backbone, weights_fingerprint
+from .configuration_sprm import SPRMConfig
+from .steps import EncodedTrace
+
+AUTO_MAP = {
+    "AutoConfig": "configuration_sprm.SPRMConfig",
+    "AutoModel": "modeling_sprm.SPRMForStepScoring",
+    "AutoModelForCausalLM": "modeling_sprm.SPRMForStepScoring",
+}
+CUSTOM_PIPELINES = {
+    "step-scoring": {"impl": "pipeline_sprm.StepScoringPipeline", "pt": ["AutoModel"], "tf": [], "type": "text"}
+}
+HEAD_PREFIX = "score_head."
+# from_pretrained arguments that concern loading the backbone of a head-only checkpoint
+_BACKBONE_LOAD_KWARGS = ("dtype", "torch_dtype", "quantization_config", "device_map", "attn_implementation", "max_memory")
+_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
+
+
+class SPRMHead(nn.Sequential):
+    """MetaStone-S1's step-scoring head: ``Linear(c, m*c) -> ReLU -> Dropout(p) -> Linear(m*c, 1)``.
+
+    The module indices (0 and 3 hold weights) match MetaStone-S1's ``score_module.pt`` keys.
+    Input ``[..., c]`` features, output ``[...]`` step logits.
+    """
+
+    def __init__(self, hidden_size: int, multiplier: int = 2, dropout: float = 0.5):
+        inner = multiplier * hidden_size
+        super().__init__(nn.Linear(hidden_size, inner), nn.ReLU(), nn.Dropout(dropout), nn.Linear(inner, 1))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return super().forward(features).squeeze(-1)
+
+
+@dataclass
+class SPRMOutput(ModelOutput):
+    """Output of [`SPRMForStepScoring`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*): the loss, when labels and a `loss_fn` are given.
+        logits (`torch.FloatTensor` of shape `(batch, seq_len, vocab)`, *optional*): LM logits (generation mode, or
+            `return_lm_logits=True`).
+        step_logits (`torch.FloatTensor` of shape `(batch, num_steps)`): head logits, 0 where `step_mask` is False.
+        step_scores (`torch.FloatTensor` of shape `(batch, num_steps)`): `sigmoid(step_logits)`, 0 where masked.
+        step_mask (`torch.BoolTensor` of shape `(batch, num_steps)`): True where a step exists.
+        scores (`torch.FloatTensor` of shape `(batch,)`): the aggregated solution scores.
+        step_features (`torch.FloatTensor` of shape `(batch, num_steps, hidden)`, *optional*): the features the
+            head read (with `return_step_features=True`), e.g. to cache them for training.
+        cache, hidden_states, attentions: as returned by the backbone.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    step_logits: torch.FloatTensor | None = None
+    step_scores: torch.FloatTensor | None = None
+    step_mask: torch.BoolTensor | None = None
+    scores: torch.FloatTensor | None = None
+    step_features: torch.FloatTensor | None = None
+    cache: Any = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+class SPRMForStepScoring(PreTrainedModel, GenerationMixin):
+    config_class = SPRMConfig
+    base_model_prefix = "backbone"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _keep_in_fp32_modules = ["score_head"]
+    _auto_class = "AutoModel"
+
+    def __init__(self, config: SPRMConfig, backbone: PreTrainedModel | None = None):
+        super().__init__(config)
+        self.backbone = backbone if backbone is not None else AutoModelForCausalLM.from_config(config.text_config)
+        self.score_head = SPRMHead(config.text_config.hidden_size, config.head_hidden_multiplier, config.head_dropout)
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # The backbone initialises itself (or arrives pretrained); the head keeps PyTorch's default Linear init,
+        # as MetaStone-S1's nn.Sequential does.
+        if isinstance(module, nn.Linear) and any(module is m for m in self.score_head.modules()):
+            module.reset_parameters()
+
+    # -- backbone delegation (generation and embeddings) -------------------------------------------------------
+    def get_input_embeddings(self) -> nn.Module:
+        return self.backbone.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.backbone.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module | None:
+        return self.backbone.get_output_embeddings()
+
+    def set_output_embeddings(self, value: nn.Module) -> None:
+        self.backbone.set_output_embeddings(value)
+
+    def get_decoder(self):
+        return self.backbone.get_decoder()
+
+    # -- reading features ---------------------------------------------------------------------------------------
+    def feature_module(self) -> nn.Module | None:
+        """The backbone module whose output is ``hidden_states[feature_layer]``, or None when this architecture
+        has no recognisable layer list (then ``output_hidden_states`` is used instead)."""
+        base = self.backbone.base_model
+        n = self.config.text_config.num_hidden_layers
+        k = self.config.feature_layer if self.config.feature_layer >= 0 else n + 1 + self.config.feature_layer
+        if k == 0:
+            return base.get_input_embeddings()
+        if k == n:
+            return getattr(base, "norm", None)
+        layers = getattr(base, "layers", None)
+        return layers[k - 1] if isinstance(layers, nn.ModuleList) and len(layers) == n else None
+
+    @contextlib.contextmanager
+    def capture_features(self):
+        """Context manager that records the feature layer's output of every backbone forward in a list, e.g.
+        during `generate()`: each entry is ``[batch, new_tokens, hidden]``. Only the feature layer is kept."""
+        module = self.feature_module()
+        if module is None:
+            raise NotImplementedError(
+                f"cannot hook the feature layer of {type(self.backbone).__name__}; use output_hidden_states"
+            )
+        captured: list[torch.Tensor] = []
+
+        def hook(_module, _inputs, output):
+            captured.append(output[0] if isinstance(output, tuple) else output)
+
+        handle = module.register_forward_hook(hook)
+        try:
+            yield captured
+        finally:
+            handle.remove()
+
+    def score_step_features(
+        self, step_features: torch.Tensor, step_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Head + sigmoid + aggregation on features already gathered at step positions.
+
+        Args:
+            step_features: `[batch, num_steps, hidden]`.
+            step_mask: `[batch, num_steps]`, True where a step exists.
+        Returns:
+            `(step_logits, step_scores, scores)` of shapes `[batch, num_steps]`, `[batch, num_steps]`, `[batch]`;
+            computed in float32 whatever the backbone's dtype.
+        """
+        step_mask = step_mask.bool()
+        head_param = self.score_head[0].weight
+        logits = self.score_head(step_features.to(device=head_param.device, dtype=head_param.dtype)).float()
+        logits = logits.masked_fill(~step_mask, 0.0)
+        step_scores = torch.sigmoid(logits).masked_fill(~step_mask, 0.0)
+        scores = aggregate(step_scores, step_mask, self.config.aggregation, self.config.empty_solution_score)
+        return logits, step_scores, scores
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        step_positions: torch.LongTensor | None = None,
+        step_features: torch.FloatTensor | None = None,
+        step_mask: torch.BoolTensor | None = None,
+        outcome_labels: torch.FloatTensor | None = None,
+        step_labels: torch.FloatTensor | None = None,
+        loss_fn: Callable[..., torch.Tensor] | None = None,
+        feature_grad_scale: float | None = None,
+        return_lm_logits: bool | None = None,
+        return_step_features: bool = False,
+        position_ids: torch.LongTensor | None = None,
+        cache: Any = None,
+        inputs_embeds: torch.FloatTensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        **kwargs,
+    ) -> SPRMOutput:
+        r"""
+        Two modes. **Scoring**: give `step_positions` (`[batch, num_steps]` token indices, -1 for padding) with
+        `input_ids`, or precomputed `step_features` (`[batch, num_steps, hidden]`) with `step_mask`; the output
+        holds step logits, step scores and solution scores. **Language model**: without either, this is the
+        backbone's causal LM (what `generate()` calls); `logits` and `cache` are returned. Other keyword
+        arguments go to the backbone unchanged.
+
+        Args:
+            outcome_labels (`[batch]`, floats in [0, 1]) / step_labels (`[batch, num_steps]`): passed with
+                `step_logits` and `step_mask` to `loss_fn`, which returns the loss (see `modeling_sprm.losses`).
+            feature_grad_scale (`float`, *optional*): scale the gradient flowing from the head into the backbone
+                (MetaStone-S1 uses 1e-4) without changing the forward value.
+            return_lm_logits (`bool`, *optional*): also compute LM logits in scoring mode (for a joint LM loss).
+        """
+        kwargs.pop("return_dict", None)  # always a ModelOutput
+        scoring = step_positions is not None or step_features is not None
+        want_lm = (not scoring) if return_lm_logits is None else return_lm_logits
+        backbone_out = None
+        if step_features is None:
+            if input_ids is None and inputs_embeds is None:
+                raise ValueError("give input_ids (or inputs_embeds), or precomputed step_features")
+            module = self.feature_module() if scoring else None
+            use_hidden_states = bool(output_hidden_states) or (scoring and module is None)
+            with self.capture_features() if (scoring and module is not None) else contextlib.nullcontext() as captured:
+                backbone_out = self.backbone(
+                    input_ids=input_ids,
+                    attention_mask=attention_mask,
+                    position_ids=position_ids,
+                    cache=cache,
+                    inputs_embeds=inputs_embeds,
+                    use_cache=use_cache,
+                    logits_to_keep=logits_to_keep if want_lm else 1,
+                    output_hidden_states=use_hidden_states,
+                    output_attentions=output_attentions,
+                    return_dict=True,
+                    **kwargs,
+                )
+            if scoring:
+                if step_positions.dim() != 2:
+                    raise ValueError(f"step_positions must be [batch, num_steps], got {tuple(step_positions.shape)}")
+                hidden = captured[-1] if module is not None else backbone_out.hidden_states[self.config.feature_layer]
+                step_mask = step_positions >= 0
+                if (step_positions >= hidden.shape[1]).any():
+                    raise ValueError(f"a step position is past the sequence length {hidden.shape[1]}")
+                index = step_positions.clamp(min=0).unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
+                step_features = hidden.gather(1, index.to(hidden.device))
+        elif step_mask is None:
+            if step_positions is None:
+                raise ValueError("precomputed step_features need a step_mask")
+            step_mask = step_positions >= 0
+
+        out = SPRMOutput()
+        if backbone_out is not None:
+            out.logits = backbone_out.logits if want_lm else None
+            out.cache = backbone_out.cache
+            out.hidden_states = backbone_out.hidden_states if output_hidden_states else None
+            out.attentions = backbone_out.attentions
+        if not scoring:
+            return out
+
+        if feature_grad_scale is not None and feature_grad_scale != 1.0:
+            step_features = step_features * feature_grad_scale + step_features.detach() * (1.0 - feature_grad_scale)
+        step_mask = step_mask.to(step_features.device).bool()
+        out.step_logits, out.step_scores, out.scores = self.score_step_features(step_features, step_mask)
+        out.step_mask = step_mask
+        if return_step_features:
+            out.step_features = step_features
+        if outcome_labels is not None or step_labels is not None:
+            if loss_fn is None:
+                raise ValueError("labels were given without a loss_fn (see modeling_sprm.losses)")
+            out.loss = loss_fn(
+                step_logits=out.step_logits, step_mask=step_mask, outcome_labels=outcome_labels, step_labels=step_labels
+            )
+        return out
+
+    # -- construction, saving and loading -----------------------------------------------------------------------
+    @classmethod
+    def from_backbone(
+        cls,
+        backbone: str | os.PathLike | PreTrainedModel,
+        backbone_name_or_path: str | None = None,
+        **kwargs,
+    ) -> "SPRMForStepScoring":
+        """Attach a fresh SPRM head to a causal LM.
+
+        Args:
+            backbone: a loaded causal LM, or a Hub id / local path (the embedded default id
+                `HuggingFaceTB/SmolLM2-135M-Instruct` resolves offline, see `modeling_sprm.backbones`).
+            backbone_name_or_path: the reference recorded for head-only checkpoints (defaults to the id or path
+                given, or the loaded model's `name_or_path`).
+            **kwargs: `SPRMConfig` head fields (`feature_layer`, `step_delimiters`, `aggregation`, ...) and backbone
+                loading arguments (`dtype`, `quantization_config`, `device_map`, `attn_implementation`).
+        """
+        load_kwargs = {k: kwargs.pop(k) for k in _BACKBONE_LOAD_KWARGS if k in kwargs}
+        if isinstance(backbone, (str, os.PathLike)):
+            reference = str(backbone)
+            backbone = AutoModelForCausalLM.from_pretrained(resolve_backbone(reference), **load_kwargs)
+        elif isinstance(backbone, PreTrainedModel):
+            if isinstance(backbone, SPRMForStepScoring):
+                raise TypeError("this model already has an SPRM head")
+            if load_kwargs:
+                raise ValueError(f"loading arguments {sorted(load_kwargs)} need a backbone name or path")
+            reference = backbone.name_or_path or None
+        else:
+            raise TypeError(f"backbone must be a causal LM or a name/path, got {type(backbone).__name__}")
+        config = SPRMConfig(
+            text_config=backbone.config,
+            backbone_name_or_path=backbone_name_or_path or reference,
+            backbone_fingerprint=weights_fingerprint(backbone),
+            # the config setter pushes this down to text_config, which is the backbone's own config object
+            attn_implementation=backbone.config._attn_implementation,
+            **kwargs,
+        )
+        model = cls(config, backbone=backbone)
+        model.score_head.to(device=backbone.get_input_embeddings().weight.device)
+        return model.eval()
+
+    def save_pretrained(self, save_directory: str | os.PathLike, head_only: bool | None = None, **kwargs) -> None:
+        """Save a **full** checkpoint (backbone + head, safetensors) or, with `head_only=True`, only the head's
+        weights plus the backbone reference (`backbone_name_or_path`, `backbone_fingerprint`). Either way the
+        folder gets the code files, a full `auto_map` and `custom_pipelines`, so `AutoModel.from_pretrained(dir,
+        trust_remote_code=True)` and `pipeline(model=dir, trust_remote_code=True)` work without this package.
+        `head_only=None` keeps the kind this model was loaded as."""
+        head_only = self.config.head_only if head_only is None else head_only
+        save_directory = Path(save_directory)
+        if head_only and not self.config.backbone_name_or_path:
+            raise ValueError("a head-only checkpoint needs config.backbone_name_or_path to find its backbone")
+        self.config.auto_map = dict(AUTO_MAP)
+        self.config.custom_pipelines = dict(CUSTOM_PIPELINES)
+        was_head_only, self.config.head_only = self.config.head_only, head_only
+        try:
+            if head_only:
+                from safetensors.torch import save_file
+                from transformers.dynamic_module_utils import custom_object_save
+
+                save_directory.mkdir(parents=True, exist_ok=True)
+                custom_object_save(self, save_directory, config=self.config)
+                self.config.save_pretrained(save_directory)
+                state = {HEAD_PREFIX + k: v.detach().cpu().contiguous() for k, v in self.score_head.state_dict().items()}
+                save_file(state, str(save_directory / "model.safetensors"), metadata={"format": "pt"})
+            else:
+                super().save_pretrained(save_directory, **kwargs)
+        finally:
+            self.config.head_only = was_head_only
+        _copy_pipeline_code(save_directory)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *model_args, **kwargs):
+        """Load a full or a head-only checkpoint (a head-only one loads its backbone from the recorded reference,
+        like an adapter; backbone arguments such as `dtype` and `quantization_config` apply to it)."""
+        config = kwargs.pop("config", None)
+        hub_kwargs = {k: kwargs[k] for k in _HUB_KWARGS if k in kwargs}
+        if not isinstance(config, SPRMConfig):
+            config = SPRMConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
+        if not config.head_only:
+            return super().from_pretrained(pretrained_model_name_or_path, *model_args, config=config, **kwargs)
+        return cls._from_head_only(pretrained_model_name_or_path, config, hub_kwargs, kwargs)
+
+    @classmethod
+    def _from_head_only(cls, path, config: SPRMConfig, hub_kwargs: dict, kwargs: dict) -> "SPRMForStepScoring":
+        from safetensors.torch import load_file
+        from transformers.utils import cached_file
+
+        if not config.backbone_name_or_path:
+            raise ValueError(f"{path} is a head-only checkpoint without backbone_name_or_path in its config")
+        load_kwargs = {k: kwargs[k] for k in _BACKBONE_LOAD_KWARGS if k in kwargs}
+        backbone = AutoModelForCausalLM.from_pretrained(resolve_backbone(config.backbone_name_or_path), **load_kwargs)
+        if backbone.config.hidden_size != config.text_config.hidden_size:
+            raise ValueError(
+                f"backbone {config.backbone_name_or_path} has hidden size {backbone.config.hidden_size}, but the "
+                f"head in {path} was trained on hidden size {config.text_config.hidden_size}"
+            )
+        expected = config.backbone_fingerprint
+        config.text_config = backbone.config
+        model = cls(config, backbone=backbone)
+        weights = load_file(cached_file(str(path), "model.safetensors", **hub_kwargs))
+        head_state = {k[len(HEAD_PREFIX) :]: v for k, v in weights.items() if k.startswith(HEAD_PREFIX)}
+        try:
+            model.score_head.load_state_dict(head_state, strict=True)
+        except RuntimeError as err:
+            raise ValueError(f"the head weights in {path} do not fit this head: {err}") from None
+        model.score_head.to(device=backbone.get_input_embeddings().weight.device)
+        quantized = getattr(backbone.config, "quantization_config", None) is not None
+        if expected and not quantized:
+            found = weights_fingerprint(backbone)
+            if found != expected:
+                warnings.warn(
+                    f"the backbone loaded from {config.backbone_name_or_path} ({found}) differs from the one this "
+                    f"head was trained on ({expected}); scores may differ from the reported ones",
+                    stacklevel=3,
+                )
+        model.config.name_or_path = str(path)
+        return model.eval()
+
+
+def pad_traces(traces: Sequence[EncodedTrace], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad encoded traces into `input_ids`, `attention_mask` (`[batch, max_tokens]`) and `step_positions`
+    (`[batch, max_steps]`, -1 for padding and for steps cut off by truncation)."""
+    if not traces:
+        raise ValueError("no traces to pad")
+    max_tokens = max(len(t.input_ids) for t in traces)
+    max_steps = max(1, max(len(t.steps) for t in traces))
+    input_ids = torch.full((len(traces), max_tokens), int(pad_token_id), dtype=torch.long)
+    attention_mask = torch.zeros((len(traces), max_tokens), dtype=torch.long)
+    step_positions = torch.full((len(traces), max_steps), -1, dtype=torch.long)
+    for i, trace in enumerate(traces):
+        input_ids[i, : len(trace.input_ids)] = torch.tensor(trace.input_ids, dtype=torch.long)
+        attention_mask[i, : len(trace.input_ids)] = 1
+        for j, position in enumerate(trace.positions):
+            if position is not None:
+                step_positions[i, j] = position
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "step_positions": step_positions}
+
+
+def _copy_pipeline_code(save_directory: Path) -> None:
+    """Put the pipeline's code next to the model's, for `pipeline(model=dir, trust_remote_code=True)`."""
+    source = Path(__file__).with_name("pipeline_sprm.py")
+    if source.is_file():
+        shutil.copy(source, save_directory / source.name)
+
+
+__all__ = ["SPRMForStepScoring", "SPRMHead", "SPRMOutput", "pad_traces"]

