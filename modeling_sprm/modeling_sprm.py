@@ -175,10 +175,13 @@ class SPRMForStepScoring(PreTrainedModel, GenerationMixin):
             `(step_logits, step_scores, scores)` of shapes `[batch, num_steps]`, `[batch, num_steps]`, `[batch]`;
             computed in float32 whatever the backbone's dtype.
         """
-        step_mask = step_mask.bool()
         head_param = self.score_head[0].weight
-        logits = self.score_head(step_features.to(device=head_param.device, dtype=head_param.dtype)).float()
-        logits = logits.masked_fill(~step_mask, 0.0)
+        step_mask = step_mask.bool().to(head_param.device)
+        # The head runs on existing steps only: padding costs nothing, and head dropout draws the same random
+        # numbers whatever the padding (so cached-feature and backbone batches train identically).
+        logits = torch.zeros(step_mask.shape, dtype=torch.float32, device=head_param.device)
+        features = step_features.to(device=head_param.device, dtype=head_param.dtype)
+        logits = logits.masked_scatter(step_mask, self.score_head(features[step_mask]).float())
         step_scores = torch.sigmoid(logits).masked_fill(~step_mask, 0.0)
         scores = aggregate(step_scores, step_mask, self.config.aggregation, self.config.empty_solution_score)
         return logits, step_scores, scores
