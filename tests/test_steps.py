@@ -718,12 +718,6 @@ def test_model_long_solution_is_truncated_with_a_flag(scorer):
         assert abs(result["score"] - expected) < 1e-5
 
 
-def test_model_only_delimiters_is_no_steps(scorer):
-    result = scorer({"question": "Q?", "solution": ".\n\n.\n\n"})
-    assert result["no_steps"] and result["steps"] == [] and not result["truncated"]
-    assert result["score"] == scorer.model.config.empty_solution_score
-
-
 def test_steps_are_dataclasses_with_spans():
     step = segment("a.\n\nb", StepRules())[0]
     assert step == Step("a.\n\n", 0, 4, 1, "response", True)
