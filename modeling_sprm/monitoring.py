@@ -44,7 +44,9 @@ def score_metrics(
       < 0.5, and ``score_gap`` their difference (MetaStone-S1's ``fc/correct_prob``, ``fc/false_prob``,
       ``fc/diff_prob``);
     * ``outcome_auroc``: how well the solution score separates correct from incorrect solutions;
-    * ``step_auroc``: how well step scores separate correct from wrong steps (where step labels are known).
+    * ``step_auroc``: how well step scores separate correct from wrong steps (where step labels are known);
+    * ``step_accuracy``: the share of those steps on the right side of 0.5 (calibration: a head can rank steps
+      perfectly with every score below 0.5).
     """
     scores, outcomes = np.asarray(scores, dtype=np.float64), np.asarray(outcomes, dtype=np.float64)
     metrics: dict[str, float] = {}
@@ -62,9 +64,12 @@ def score_metrics(
         valid = ~np.isnan(step_labels)
         if step_mask is not None:
             valid &= np.asarray(step_mask, dtype=bool)
-        value = auroc(np.asarray(step_scores)[valid], step_labels[valid])
+        step_scores = np.asarray(step_scores, dtype=np.float64)[valid]
+        value = auroc(step_scores, step_labels[valid])
         if value is not None:
             metrics["step_auroc"] = value
+        if valid.any():
+            metrics["step_accuracy"] = float(((step_scores > 0.5) == (step_labels[valid] >= 0.5)).mean())
     return metrics
 
 

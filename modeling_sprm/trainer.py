@@ -83,13 +83,6 @@ class SPRMTrainingArguments(TrainingArguments):
         default=False,
         metadata={"help": "Leave out solutions whose record says rollout_truncated (generation was cut off)."},
     )
-    outcome_from_step_labels: bool = field(
-        default=False,
-        metadata={
-            "help": "For outcome training on data with step labels only (e.g. TRL stepwise rows): a record without "
-            "an outcome label gets the minimum of its step labels (1 only if every step is right)."
-        },
-    )
     unfreeze_backbone: bool = field(
         default=False, metadata={"help": "Train the backbone too (default: only the head, on a frozen backbone)."}
     )
@@ -151,20 +144,25 @@ def _as_list(values: Any) -> list | None:
 
 def as_record(row: dict, where: str) -> dict:
     """A record (`modeling_sprm.data`) from a record row or a TRL stepwise-supervision row
-    ``{"prompt": str, "completions": [str], "labels": [bool | float]}``."""
+    ``{"prompt": str, "completions": [str], "labels": [bool | float]}``; as `data.load_trl` does, the outcome label
+    of a TRL row is its ``outcome_label`` field if present, else its lowest step label (1 only if every step is
+    right), and float labels stay floats."""
     if "question" in row:
         return dict(row)
     if "prompt" in row and "completions" in row:
         if not isinstance(row["prompt"], str):
             raise ValueError(f"{where}: only TRL's standard (string) prompts are supported, not conversational ones")
-        labels = row.get("labels")
+        labels = [float(v) for v in row["labels"]]
+        if len(labels) != len(row["completions"]):
+            raise ValueError(f"{where}: 'labels' must have one label per completion ({len(row['completions'])})")
+        outcome = row.get("outcome_label")
         return {
             "id": str(row.get("id", where)),
             "question": row["prompt"],
             "steps": list(row["completions"]),
             "solution": None,
-            "outcome_label": row.get("outcome_label"),
-            "step_labels": None if labels is None else [None if v is None else float(v) for v in labels],
+            "outcome_label": (min(labels) if labels else None) if outcome is None else float(outcome),
+            "step_labels": labels,
             "rollout_truncated": bool(row.get("rollout_truncated", False)),
         }
     raise ValueError(
@@ -173,21 +171,12 @@ def as_record(row: dict, where: str) -> dict:
     )
 
 
-def _known(labels: Sequence[float | None] | None) -> bool:
-    return labels is not None and len(labels) > 0 and all(v is not None and not math.isnan(v) for v in labels)
-
-
-def check_labels(rows: list[dict], label_kind: str, name: str, outcome_from_step_labels: bool = False) -> None:
-    """Make sure every row has the labels the trainer learns from (deriving outcome labels from step labels when
-    asked); the error names the first row that does not."""
+def check_labels(rows: list[dict], label_kind: str, name: str) -> None:
+    """Make sure every row has the labels the trainer learns from; the error names the first row that does not."""
     for i, row in enumerate(rows):
         where = f"{name} row {i} (id {row.get('id')!r})"
         if label_kind == "outcome" and row.get("outcome_label") is None:
-            if outcome_from_step_labels and _known(row.get("step_labels")):
-                row["outcome_label"] = float(min(row["step_labels"]))
-            else:
-                hint = "" if outcome_from_step_labels else " (step labels only? pass outcome_from_step_labels=True)"
-                raise ValueError(f"{where} has no outcome label; outcome training needs one per solution{hint}")
+            raise ValueError(f"{where} has no outcome label; outcome training needs one per solution")
         if label_kind == "step":
             labels = row.get("step_labels")
             if labels is None or all(v is None or math.isnan(v) for v in labels):
@@ -203,7 +192,7 @@ def feature_rows(dataset) -> list[dict]:
     rows = []
     for i, array in enumerate(features):
         row = {c: small[c][i] for c in columns}
-        row["step_features"] = torch.from_numpy(array if array.ndim == 2 else array.reshape(0, 0))
+        row["step_features"] = torch.tensor(array if array.ndim == 2 else array.reshape(0, 0))  # a copy: Arrow is read-only
         rows.append(row)
     return rows
 
@@ -351,8 +340,8 @@ class SPRMTrainer(Trainer):
         self.use_cached_features = args.cache_features and not args.unfreeze_backbone and args.lm_loss_weight == 0
         if data_collator is None:
             data_collator = SPRMDataCollator(model, processing_class, args.max_length, lm_labels=args.lm_loss_weight > 0)
-        train_rows = self._records(train_dataset, "train_dataset", args.outcome_from_step_labels)
-        eval_rows = self._records(eval_dataset, "eval_dataset", args.outcome_from_step_labels)
+        train_rows = self._records(train_dataset, "train_dataset")
+        eval_rows = self._records(eval_dataset, "eval_dataset")
         super().__init__(
             model=model,
             args=args,
@@ -371,7 +360,7 @@ class SPRMTrainer(Trainer):
                 self.eval_dataset = {k: self._cache(v, f"eval {k}") for k, v in self.eval_dataset.items()}
             else:
                 self.eval_dataset = self._cache(self.eval_dataset, "eval")
-        self._score_sums = torch.zeros(4, dtype=torch.float64)  # correct sum, count, incorrect sum, count
+        self._sums = torch.zeros(7, dtype=torch.float64)  # see _track_scores
 
     # -- configuration --------------------------------------------------------------------------------------------
     def _build_loss(self, args: SPRMTrainingArguments) -> tuple[Callable, dict]:
@@ -424,12 +413,12 @@ class SPRMTrainer(Trainer):
             raise ValueError(f"--lm_loss_weight must be >= 0, got {args.lm_loss_weight}")
 
     # -- data -----------------------------------------------------------------------------------------------------
-    def _records(self, dataset, name: str, outcome_from_step_labels: bool):
+    def _records(self, dataset, name: str):
         """Validate and normalise a data set: feature rows go to memory, record rows become records."""
         if dataset is None:
             return None
         if isinstance(dataset, dict):
-            return {k: self._records(v, f"{name}[{k!r}]", outcome_from_step_labels) for k, v in dataset.items()}
+            return {k: self._records(v, f"{name}[{k!r}]") for k, v in dataset.items()}
         if is_feature_dataset(dataset):
             rows = feature_rows(dataset)
         else:
@@ -437,7 +426,7 @@ class SPRMTrainer(Trainer):
             rows = [as_record(row, f"{name} row {i}") for i, row in enumerate(rows)]
         if not rows:
             raise ValueError(f"{name} is empty")
-        check_labels(rows, self.label_kind, name, outcome_from_step_labels)
+        check_labels(rows, self.label_kind, name)
         return rows
 
     def _cache(self, rows, name: str):
@@ -492,30 +481,41 @@ class SPRMTrainer(Trainer):
         if lm_labels is not None and self.args.lm_loss_weight > 0:
             loss = loss + self.args.lm_loss_weight * lm_loss(outputs.logits, lm_labels)
         if model.training:
-            self._track_scores(outputs.scores.detach(), inputs["outcome_labels"])
+            self._track_scores(outputs, inputs["outcome_labels"])
         return (loss, outputs) if return_outputs else loss
 
     # -- monitoring -----------------------------------------------------------------------------------------------
-    def _track_scores(self, scores: torch.Tensor, outcomes: torch.Tensor) -> None:
-        scores, outcomes = scores.double().cpu(), outcomes.double().cpu()
+    def _track_scores(self, outputs, outcomes: torch.Tensor) -> None:
+        """Accumulate, over the training batches since the last log: the mean solution score of correct and of
+        incorrect solutions (the "aha" curves), the share of steps the head calls right (near 0 or 1: collapsed),
+        and the share of steps whose pseudo-label agrees with their solution's outcome (what the SPR filter
+        keeps, for hard labels)."""
+        scores, outcomes = outputs.scores.detach().double().cpu(), outcomes.detach().double().cpu()
+        mask = outputs.step_mask.detach().cpu()
+        pseudo = outputs.step_scores.detach().cpu()[mask] > self.args.spr_threshold
+        step_outcomes = outcomes.unsqueeze(-1).expand_as(mask)[mask]
         correct, incorrect = outcomes >= 0.5, outcomes < 0.5  # NaN (unknown) is neither
-        self._score_sums += torch.stack(
-            [scores[correct].sum(), correct.sum(), scores[incorrect].sum(), incorrect.sum()]
-        ).double()
+        agrees = (pseudo & (step_outcomes >= 0.5)) | (~pseudo & (step_outcomes < 0.5))
+        values = [scores[correct].sum(), correct.sum(), scores[incorrect].sum(), incorrect.sum()]
+        values += [pseudo.sum(), agrees.sum(), mask.sum()]
+        self._sums += torch.stack([v.double() for v in values])
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
-        if "loss" in logs:  # a training log (all processes take part): add the training-batch score curves
-            sums = self._score_sums.to(self.args.device)
+        if "loss" in logs:  # a training log (all processes take part): add what _track_scores gathered
+            sums = self._sums.to(self.args.device)
             if self.accelerator.num_processes > 1:
                 sums = self._global_sum(sums)
-            correct_sum, correct_n, incorrect_sum, incorrect_n = sums.tolist()
+            correct_sum, correct_n, incorrect_sum, incorrect_n, positive, agree, steps = sums.tolist()
             if correct_n:
                 logs["train_score_correct_mean"] = correct_sum / correct_n
             if incorrect_n:
                 logs["train_score_incorrect_mean"] = incorrect_sum / incorrect_n
             if correct_n and incorrect_n:
                 logs["train_score_gap"] = correct_sum / correct_n - incorrect_sum / incorrect_n
-            self._score_sums.zero_()
+            if steps:
+                logs["train_step_positive_fraction"] = positive / steps
+                logs["train_filter_agreement"] = agree / steps
+            self._sums.zero_()
         super().log(logs, start_time)
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
