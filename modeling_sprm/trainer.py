@@ -340,26 +340,19 @@ class SPRMTrainer(Trainer):
         self.use_cached_features = args.cache_features and not args.unfreeze_backbone and args.lm_loss_weight == 0
         if data_collator is None:
             data_collator = SPRMDataCollator(model, processing_class, args.max_length, lm_labels=args.lm_loss_weight > 0)
-        train_rows = self._records(train_dataset, "train_dataset")
-        eval_rows = self._records(eval_dataset, "eval_dataset")
         super().__init__(
             model=model,
             args=args,
-            train_dataset=train_rows,
-            eval_dataset=eval_rows,
+            train_dataset=train_dataset,  # replaced by their prepared forms below
+            eval_dataset=eval_dataset,
             processing_class=processing_class,
             data_collator=data_collator,
             compute_metrics=compute_metrics,
             **kwargs,
         )
         self.loss_is_scaled_for_ga = False  # a per-batch weighted mean: the Trainer divides by accumulation steps
-        # The backbone pass that caches features runs once, on the training device, the main process first.
-        if self.use_cached_features:
-            self.train_dataset = self._cache(self.train_dataset, "train")
-            if isinstance(self.eval_dataset, dict):
-                self.eval_dataset = {k: self._cache(v, f"eval {k}") for k, v in self.eval_dataset.items()}
-            else:
-                self.eval_dataset = self._cache(self.eval_dataset, "eval")
+        self.train_dataset = self.prepare_dataset(train_dataset, "train_dataset")
+        self.eval_dataset = self.prepare_dataset(eval_dataset, "eval_dataset")
         self._sums = torch.zeros(7, dtype=torch.float64)  # see _track_scores
 
     # -- configuration --------------------------------------------------------------------------------------------
@@ -413,36 +406,40 @@ class SPRMTrainer(Trainer):
             raise ValueError(f"--lm_loss_weight must be >= 0, got {args.lm_loss_weight}")
 
     # -- data -----------------------------------------------------------------------------------------------------
-    def _records(self, dataset, name: str):
-        """Validate and normalise a data set: feature rows go to memory, record rows become records."""
+    def prepare_dataset(self, dataset, name: str):
+        """Validate a data set and put it in the form training reads: rows of cached features in memory (the
+        backbone runs once, on the training device, the main process first), or records for the collator to
+        tokenize when the backbone is trained. Feature rows (`extract_step_features`) are used as they are."""
         if dataset is None:
             return None
         if isinstance(dataset, dict):
-            return {k: self._records(v, f"{name}[{k!r}]") for k, v in dataset.items()}
+            return {k: self.prepare_dataset(v, f"{name}[{k!r}]") for k, v in dataset.items()}
         if is_feature_dataset(dataset):
             rows = feature_rows(dataset)
         else:
             rows = dataset.to_list() if hasattr(dataset, "to_list") else list(dataset)
-            rows = [as_record(row, f"{name} row {i}") for i, row in enumerate(rows)]
+            if rows and "step_features" not in rows[0]:  # not already prepared
+                rows = [as_record(row, f"{name} row {i}") for i, row in enumerate(rows)]
         if not rows:
             raise ValueError(f"{name} is empty")
         check_labels(rows, self.label_kind, name)
+        if self.use_cached_features and "step_features" not in rows[0]:
+            with self.args.main_process_first(desc=f"caching the step features of {name}"):
+                features = extract_step_features(
+                    self.model,
+                    self.processing_class,
+                    rows,
+                    batch_size=self.args.feature_batch_size,
+                    max_length=self.args.max_length,
+                    cache_dir=self.args.feature_cache_dir,
+                )
+            rows = feature_rows(features)
         return rows
 
-    def _cache(self, rows, name: str):
-        """Replace record rows by cached-feature rows (one backbone pass)."""
-        if rows is None or "step_features" in rows[0]:
-            return rows
-        with self.args.main_process_first(desc=f"caching {name} features"):
-            dataset = extract_step_features(
-                self.model,
-                self.processing_class,
-                rows,
-                batch_size=self.args.feature_batch_size,
-                max_length=self.args.max_length,
-                cache_dir=self.args.feature_cache_dir,
-            )
-        return feature_rows(dataset)
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """`Trainer.evaluate`; a data set given here is prepared as the constructor's are."""
+        eval_dataset = self.prepare_dataset(eval_dataset, "eval_dataset") if eval_dataset is not None else None
+        return super().evaluate(eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix)
 
     # -- loss -----------------------------------------------------------------------------------------------------
     def _global_sum(self, tensor: torch.Tensor) -> torch.Tensor:
