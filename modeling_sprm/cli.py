@@ -169,7 +169,6 @@ def run_train(args) -> None:
         )
     except (ValueError, FileNotFoundError) as err:
         _fail(str(err))
-    print(f"Score with it: sprm score --model {ns.output} --question ... --solution ...")
 
 
 # -----------------------------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ load, next to a JSON training log and a plot of the mean score of correct vs inc
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import json
@@ -35,7 +36,7 @@ from transformers.trainer import TRAINING_ARGS_NAME
 
 from .backbones import EMBEDDED_BACKBONE_ID, resolve_backbone
 from .features import encode_record, extract_step_features
-from .losses import LOSSES, get_loss
+from .losses import get_loss
 from .modeling_sprm import HEAD_PREFIX, SPRMForStepScoring, pad_traces
 from .monitoring import compute_score_metrics, plot_score_curves, write_training_log
 from .steps import token_index
@@ -43,6 +44,8 @@ from .steps import token_index
 TRAINING_LOG_NAME = "training_log.json"
 SCORE_PLOT_NAME = "score_curves.png"
 LABEL_KINDS = ("outcome", "step")
+# Record fields a hand-written record may leave out (modeling_sprm.data writes them all).
+RECORD_DEFAULTS = {"steps": None, "solution": None, "outcome_label": None, "step_labels": None, "rollout_truncated": False}
 
 
 @dataclass
@@ -138,17 +141,13 @@ class SPRMTrainingArguments(TrainingArguments):
 # -- rows -> records / feature rows ---------------------------------------------------------------------------------
 
 
-def _as_list(values: Any) -> list | None:
-    return None if values is None else list(values)
-
-
 def as_record(row: dict, where: str) -> dict:
     """A record (`modeling_sprm.data`) from a record row or a TRL stepwise-supervision row
     ``{"prompt": str, "completions": [str], "labels": [bool | float]}``; as `data.load_trl` does, the outcome label
     of a TRL row is its ``outcome_label`` field if present, else its lowest step label (1 only if every step is
     right), and float labels stay floats."""
     if "question" in row:
-        return dict(row)
+        return {**RECORD_DEFAULTS, "id": where, **row}
     if "prompt" in row and "completions" in row:
         if not isinstance(row["prompt"], str):
             raise ValueError(f"{where}: only TRL's standard (string) prompts are supported, not conversational ones")
@@ -204,14 +203,14 @@ def is_feature_dataset(dataset) -> bool:
 # -- the collator ---------------------------------------------------------------------------------------------------
 
 
-def _padded_step_labels(rows: Sequence[dict], num_steps: Sequence[int], width: int) -> torch.Tensor:
-    """``[B, width]`` step labels, NaN where unknown or padded; a row's labels are cut to its scored steps."""
+def _padded_step_labels(rows: Sequence[dict], scored: Sequence[int], totals: Sequence[int], width: int) -> torch.Tensor:
+    """``[B, width]`` step labels, NaN where unknown or padded. ``totals``: the steps the model found in each row
+    (its labels must match them); ``scored``: those inside the context window, the labels kept."""
     out = torch.full((len(rows), width), float("nan"))
-    for i, (row, n) in enumerate(zip(rows, num_steps)):
+    for i, (row, n, total) in enumerate(zip(rows, scored, totals)):
         labels = row.get("step_labels")
         if labels is None:
             continue
-        total = row.get("num_steps", len(labels))
         if len(labels) != total:
             raise ValueError(
                 f"record {row.get('id')!r}: the model found {total} steps but the record has {len(labels)} step labels "
@@ -250,8 +249,7 @@ class SPRMDataCollator:
             rows = [as_record(row, f"batch row {i}") for i, row in enumerate(rows)]
             batch, num_steps, total_steps = self._encode(rows)
         width = batch["step_mask"].shape[1] if "step_mask" in batch else batch["step_positions"].shape[1]
-        labelled = [dict(row, num_steps=n) for row, n in zip(rows, total_steps)]
-        batch["step_labels"] = _padded_step_labels(labelled, num_steps, width)
+        batch["step_labels"] = _padded_step_labels(rows, num_steps, total_steps, width)
         batch["outcome_labels"] = torch.tensor(
             [float("nan") if row.get("outcome_label") is None else float(row["outcome_label"]) for row in rows]
         )
@@ -424,7 +422,9 @@ class SPRMTrainer(Trainer):
             raise ValueError(f"{name} is empty")
         check_labels(rows, self.label_kind, name)
         if self.use_cached_features and "step_features" not in rows[0]:
-            with self.args.main_process_first(desc=f"caching the step features of {name}"):
+            # With a cache folder the other processes wait and then load what the main process wrote.
+            shared = self.args.feature_cache_dir is not None
+            with self.args.main_process_first(desc=name) if shared else contextlib.nullcontext():
                 features = extract_step_features(
                     self.model,
                     self.processing_class,
@@ -487,19 +487,20 @@ class SPRMTrainer(Trainer):
         incorrect solutions (the "aha" curves), the share of steps the head calls right (near 0 or 1: collapsed),
         and the share of steps whose pseudo-label agrees with their solution's outcome (what the SPR filter
         keeps, for hard labels)."""
-        scores, outcomes = outputs.scores.detach().double().cpu(), outcomes.detach().double().cpu()
-        mask = outputs.step_mask.detach().cpu()
-        pseudo = outputs.step_scores.detach().cpu()[mask] > self.args.spr_threshold
+        scores, outcomes = outputs.scores.detach().double(), outcomes.detach().double().to(outputs.scores.device)
+        mask = outputs.step_mask.detach()
+        pseudo = outputs.step_scores.detach()[mask] > self.args.spr_threshold
         step_outcomes = outcomes.unsqueeze(-1).expand_as(mask)[mask]
         correct, incorrect = outcomes >= 0.5, outcomes < 0.5  # NaN (unknown) is neither
         agrees = (pseudo & (step_outcomes >= 0.5)) | (~pseudo & (step_outcomes < 0.5))
         values = [scores[correct].sum(), correct.sum(), scores[incorrect].sum(), incorrect.sum()]
         values += [pseudo.sum(), agrees.sum(), mask.sum()]
-        self._sums += torch.stack([v.double() for v in values])
+        # Kept on the training device: read (one sync) only when logging.
+        self._sums = self._sums.to(scores.device) + torch.stack([v.double() for v in values])
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs:  # a training log (all processes take part): add what _track_scores gathered
-            sums = self._sums.to(self.args.device)
+            sums = self._sums
             if self.accelerator.num_processes > 1:
                 sums = self._global_sum(sums)
             correct_sum, correct_n, incorrect_sum, incorrect_n, positive, agree, steps = sums.tolist()
@@ -649,6 +650,8 @@ def train_head(
     "step"), and save a head-only checkpoint with its training log and score plot in ``args.output_dir``."""
     from .data import load_records
 
+    if args.process_index != 0:  # under torchrun / accelerate launch, one process speaks
+        log = lambda message: None  # noqa: E731
     if labels not in TRAINERS:
         raise ValueError(f"labels must be one of {LABEL_KINDS}, got {labels!r}")
     records = load_records(data, format)[:limit]
@@ -676,15 +679,15 @@ def train_head(
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     if eval_records is not None:
         metrics = trainer.evaluate()
-        shown = {k: round(v, 4) for k, v in metrics.items() if "score" in k or "auroc" in k or k == "eval_loss"}
+        shown = {k: round(v, 4) for k, v in metrics.items() if any(w in k for w in ("score", "auroc", "accuracy", "loss"))}
         log(f"Held-out metrics: {shown}")
     trainer.save_model(args.output_dir)
     log(f"Saved the head-only SPRM checkpoint, {TRAINING_LOG_NAME} and {SCORE_PLOT_NAME} to {args.output_dir}")
+    log(f"Score with it: sprm score --model {args.output_dir} --question ... --solution ...")
     return trainer
 
 
 __all__ = [
-    "LOSSES",
     "SPRMDataCollator",
     "SPRMTrainer",
     "SPRMTrainingArguments",

@@ -19,16 +19,8 @@ from modeling_sprm.trainer import (
 )
 
 hf_logging.set_verbosity_error()
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """These tensors are small: one thread is as fast on an idle machine and far faster on a busy one (two
-    threads spinning on two shared cores made training 30x slower here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_records(n: int = 24) -> list[dict]:
