@@ -651,7 +651,10 @@ def train_head(
     from .data import load_records
 
     if args.process_index != 0:  # under torchrun / accelerate launch, one process speaks
-        log = lambda message: None  # noqa: E731
+
+        def log(message: str) -> None:
+            pass
+
     if labels not in TRAINERS:
         raise ValueError(f"labels must be one of {LABEL_KINDS}, got {labels!r}")
     records = load_records(data, format)[:limit]
@@ -682,7 +685,8 @@ def train_head(
         shown = {k: round(v, 4) for k, v in metrics.items() if any(w in k for w in ("score", "auroc", "accuracy", "loss"))}
         log(f"Held-out metrics: {shown}")
     trainer.save_model(args.output_dir)
-    log(f"Saved the head-only SPRM checkpoint, {TRAINING_LOG_NAME} and {SCORE_PLOT_NAME} to {args.output_dir}")
+    kind = "full (backbone trained)" if args.unfreeze_backbone else "head-only"
+    log(f"Saved the {kind} SPRM checkpoint, {TRAINING_LOG_NAME} and {SCORE_PLOT_NAME} to {args.output_dir}")
     log(f"Score with it: sprm score --model {args.output_dir} --question ... --solution ...")
     return trainer
 
