@@ -312,7 +312,16 @@ def test_outcome_from_saved_datasets(tmp_path):
     datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "one"))
     one = load_outcome(str(tmp_path / "one"))
     assert [r["solution"] for r in one] == [rows[0]["solution"], rows[1]["solution"]]
-    assert [r["id"] for r in one] == ["-0", "-1"] and one[0]["group"] == ""
+    assert [r["id"] for r in one] == ["one-0", "one-1"] and one[0]["group"] == "one"
+    # A table mixing solutions and steps: every row has both columns, the missing one None.
+    mixed = [
+        {**rows[0], "steps": None, "step_labels": None},
+        {"question": "Q?", "solution": None, "steps": ["a.", "b."], "label": 1.0, "step_labels": [1.0, 0.0]},
+    ]
+    datasets.Dataset.from_list(mixed).save_to_disk(str(tmp_path / "mixed"))
+    both_kinds = load_outcome(str(tmp_path / "mixed"))
+    assert both_kinds[0]["steps"] is None and both_kinds[0]["solution"] == rows[0]["solution"]
+    assert both_kinds[1]["steps"] == ["a.", "b."] and both_kinds[1]["first_error"] == 1
     dd = datasets.DatasetDict({"train": datasets.Dataset.from_list(rows), "test": datasets.Dataset.from_list(rows[:1])})
     dd.save_to_disk(str(tmp_path / "dict"))
     both = load_outcome(str(tmp_path / "dict"))
