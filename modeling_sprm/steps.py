@@ -206,13 +206,17 @@ def join_steps(steps: Sequence[str], rules: StepRules) -> tuple[str, list[tuple[
     """Join a list of steps into one canonical text, and return ``(text, [(start, end, anchor), ...])``.
 
     Each step is stripped; every step but the last gets the first delimiter appended, minus the part of it the
-    step already ends with (``"x = 5."`` + ``".\\n\\n"`` -> ``"x = 5.\\n\\n"``). Segmenting the joined text with
-    the same rules gives back the same steps, unless a step itself contains a delimiter.
+    step already ends with (``"x = 5."`` + ``".\\n\\n"`` -> ``"x = 5.\\n\\n"``). When the rules do not score text
+    after the last delimiter (``score_trailing_step=False``: MetaStone-S1, token-classification PRMs that read a
+    score at each step separator), the last step gets the delimiter too, so every given step is a scored step.
+    Segmenting the joined text with the same rules gives back the same steps, unless a step itself contains a
+    delimiter.
     """
     if isinstance(steps, str) or not isinstance(steps, Sequence):
         raise TypeError(f"steps must be a list of strings, got {type(steps).__name__}")
     delimiter = rules.delimiters[0]
     core = delimiter.rstrip()
+    terminate_last = not rules.score_trailing_step
     pieces, spans, offset = [], [], 0
     for i, step in enumerate(steps):
         if not isinstance(step, str):
@@ -220,7 +224,7 @@ def join_steps(steps: Sequence[str], rules: StepRules) -> tuple[str, list[tuple[
         content = step.strip()
         if not content:
             raise ValueError(f"steps[{i}] is empty or whitespace only; every step needs text")
-        if i < len(steps) - 1:
+        if i < len(steps) - 1 or terminate_last:
             if core and content.endswith(core):
                 anchor = offset + len(content) - len(core)
                 piece = content + delimiter[len(core) :]
@@ -366,6 +370,7 @@ def build_trace(
             a, b, anchor = a + start, b + start, anchor + start
             part = next((p for r_start, r_end, p in regions if r_start <= anchor <= r_end), None)
             if part is not None:
-                found.append(Step(full[a:b], a, b, anchor, part, has_delimiter=i < len(spans) - 1))
+                delimited = i < len(spans) - 1 or not rules.score_trailing_step
+                found.append(Step(full[a:b], a, b, anchor, part, has_delimiter=delimited))
     # A chat template already wrote the special tokens into the text; a plain prompt gets the tokenizer's own.
     return encode(tokenizer, full, found, rules, max_length, add_special_tokens=not is_chat, solution_start=start)
