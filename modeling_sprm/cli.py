@@ -93,6 +93,44 @@ def format_score_table(result: dict, model_name: str, threshold: float) -> str:
     return "\n".join(lines)
 
 
+# -- sprm push ----------------------------------------------------------------------------------------------------
+
+
+def add_push_parser(subparsers) -> None:
+    p = subparsers.add_parser("push", help="upload a trained SPRM (and its demo Space) to the Hugging Face Hub")
+    p.add_argument("--repo-id", required=True, help="the model repo, e.g. you/sprm-smollm2")
+    p.add_argument("--space-id", help="also build the demo Space from demo/ and upload it here")
+    p.add_argument("--private", action="store_true", help="create the repos as private")
+    p.add_argument("--dry-run", metavar="DIR", help="write the repo folders to DIR/model and DIR/space; upload nothing")
+    p.add_argument("--model", help="SPRM checkpoint folder (default: the shipped default head)")
+    p.add_argument("--eval-results", help="evaluation results JSON for the card (default: MODEL/eval_results.json)")
+    p.add_argument("--training-info", help="training description JSON for the card (default: MODEL/training.json)")
+    p.add_argument("--demo-dir", help="the Space's source folder (default: demo/ of this checkout)")
+    p.add_argument("--license", default="apache-2.0", help="license id for both cards (apache-2.0)")
+    p.add_argument("--exist-ok", action="store_true", help="add a commit to repos that already exist")
+    p.set_defaults(run=run_push)
+
+
+def run_push(args) -> None:
+    from .hub import HubError, push
+
+    try:
+        push(
+            args.repo_id,
+            model=args.model,
+            space_id=args.space_id,
+            private=args.private,
+            dry_run=args.dry_run,
+            exist_ok=args.exist_ok,
+            eval_results=args.eval_results,
+            training_info=args.training_info,
+            demo_dir=args.demo_dir,
+            license=args.license,
+        )
+    except HubError as err:
+        _fail(str(err))
+
+
 # -- sprm convert -------------------------------------------------------------------------------------------------
 
 
@@ -150,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sprm", description="Self-supervised process reward models (SPRMs).")
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_score_parser(subparsers)
+    add_push_parser(subparsers)
     add_convert_parser(subparsers)
     return parser
 
