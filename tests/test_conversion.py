@@ -177,12 +177,13 @@ def test_golden_cases_are_discriminative(metastone_folder):
     [
         # a whitespace-only step: MetaStone scores a delimiter token not directly preceded by one; we skip it
         ("<think>\nStep one.\n\n \n.\n\nStep two.\n\n</think>", 1),
+        ("<think>\n.\n\nStep one.\n\n</think>", 1),  # the token before the delimiter is "\n", not <think>
         # no <think>: MetaStone's span starts at token 1, so a one-token first step (read at token 0) is dropped
         ("A.\n\nThen the next step.\n\n", -1),
     ],
 )
 def test_documented_divergences_from_metastone(text, extra_reference_steps, metastone_folder, converted_metastone):
-    """The two cases conversion/README.md lists where character-level steps differ from MetaStone's token ids."""
+    """Cases 1 and 2 of conversion/README.md, where character-level steps differ from MetaStone's token ids."""
     expected_steps, _ = metastone_reference(metastone_folder, text)
     got = step_scorer(converted_metastone)({"text": text})["steps"]
     assert len(expected_steps) == len(got) + extra_reference_steps
