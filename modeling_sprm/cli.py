@@ -150,7 +150,8 @@ def add_convert_parser(subparsers) -> None:
         if name == "to-metastone":
             f.add_argument("--head-dtype", help="dtype of score_module.pt (default: the dtype it was converted from)")
         else:
-            f.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"], help=dtype_help)
+            dtypes = ["auto", "float32", "bfloat16", "float16"]
+            f.add_argument("--dtype", default="auto", choices=dtypes, help=dtype_help)
         if name == "token-classification":
             f.add_argument("--separator", help='step separator (default: "<extra_0>" for a Qwen2.5-Math-PRM head, '
                            'else TRL\'s "\\n")')

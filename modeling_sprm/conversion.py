@@ -4,11 +4,12 @@ Every family below becomes an ordinary [`SPRMForStepScoring`] (a causal-LM backb
 config reproduces the family's own scoring rules, so one ``pipeline("step-scoring")`` scores and compares them.
 The head mapping is exact (see each loader); ``conversion/README.md`` documents where the step semantics can differ.
 
-| family | source folder | SPRM head | features | score read at |
-|---|---|---|---|---|
-| ``metastone`` (MetaStone-S1, XBai-o4) | Qwen2 safetensors + ``score_module.pt`` | copied (same layout) | ``hidden_states[-2]`` | token before each ``".\\n\\n"`` |
-| ``reasonflux`` (ReasonFlux-PRM-1.5B) | causal LM + ``reward_head.pt`` (``Linear(h, 1)``) | ``Linear`` as ``Linear-ReLU-Linear`` (exact) | ``hidden_states[-1]`` | last token of each step prefix |
-| ``token-classification`` (TRL PRMTrainer; Qwen2.5-Math-PRM, ReasonFlux-PRM-7B) | ``score.weight [2, h]`` or ``score.0/score.2`` MLP | 2-class softmax -> 1 logit ``z1 - z0`` (exact) | ``hidden_states[-1]`` | each step separator token |
+* ``metastone`` (MetaStone-S1, XBai-o4): Qwen2 safetensors + ``score_module.pt``; the head is copied (same
+  layout); ``hidden_states[-2]`` read at the token before each ``".\\n\\n"``; geometric mean.
+* ``reasonflux`` (ReasonFlux-PRM-1.5B): causal LM + ``reward_head.pt`` (``Linear(h, 1)``); ``hidden_states[-1]``
+  read at the last token of each step prefix; the solution score is the last one (the whole trajectory).
+* ``token-classification`` (TRL PRMTrainer models; Qwen2.5-Math-PRM and ReasonFlux-PRM-7B): ``score.weight [2, h]``
+  or the ``score.0`` / ``score.2`` MLP; ``hidden_states[-1]`` read at each step separator; P(label 1).
 
 Two exact re-parameterisations make every head an `SPRMHead` (``Linear(c, m*c) -> ReLU -> Dropout -> Linear(m*c,
 1)``), so no new model code is needed:
@@ -120,11 +121,11 @@ def _checkpoint_tensors(src: Path, prefix: str) -> dict[str, torch.Tensor]:
         state = load_state_dict_file(src / "pytorch_model.bin", "checkpoint")
         return {k: v for k, v in state.items() if k.startswith(prefix)}
     else:
-        raise ConversionError(f"no weights in {src} (expected model.safetensors, a sharded index, or pytorch_model.bin)")
+        raise ConversionError(f"no weights in {src} (expected model.safetensors, a shard index or pytorch_model.bin)")
     found = {}
     for name in files:
         with safe_open(str(src / name), framework="pt") as f:
-            for key in f.keys():
+            for key in f.keys():  # noqa: SIM118 (safe_open is not a dict)
                 if key.startswith(prefix):
                     found[key] = f.get_tensor(key)
     return found
@@ -266,6 +267,7 @@ def export_metastone(src: str | Path, dst: str | Path, head_dtype: str | None = 
     and ``score_module.pt`` (keys ``0.*``/``3.*``; in the dtype the head was converted from, else float32)."""
     from .loading import load_tokenizer
 
+    dst = _check_destination(dst)
     model = SPRMForStepScoring.from_pretrained(str(src))
     fixed, rules = metastone_mismatches(model.config)
     if fixed:
@@ -280,7 +282,6 @@ def export_metastone(src: str | Path, dst: str | Path, head_dtype: str | None = 
     dtype = getattr(torch, head_dtype, None)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ConversionError(f"head dtype must be a torch floating point dtype name, got {head_dtype!r}")
-    dst = _empty_destination(dst)
     model.backbone.save_pretrained(dst)
     tokenizer.save_pretrained(dst)
     state = {k: v.detach().to("cpu", dtype).clone() for k, v in model.score_head.state_dict().items()}
@@ -326,7 +327,8 @@ def load_reasonflux(src: str | Path, dtype: str | torch.dtype = "auto") -> tuple
         "converted_by": "sprm convert reasonflux",
     }
     head = linear_as_sprm_head(state["weight"], state["bias"])
-    return _attach_head(backbone, head, REASONFLUX_SEMANTICS, head_training, src), AutoTokenizer.from_pretrained(str(src))
+    model = _attach_head(backbone, head, REASONFLUX_SEMANTICS, head_training, src)
+    return model, AutoTokenizer.from_pretrained(str(src))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -367,8 +369,8 @@ def _read_two_class_head(src: Path) -> tuple[str, dict[str, torch.Tensor], set[s
         _check_shape(first, (h, h), "score.0.weight", src)
         _check_shape(last, (2, h), "score.2.weight", src)
         w, b = two_class_to_logit(last, tensors.get("score.2.bias"))
-        first_bias = tensors.get("score.0.bias", torch.zeros(h))
-        return "mlp", {"0.weight": first.float(), "0.bias": first_bias.float(), "3.weight": w, "3.bias": b}, set(tensors)
+        first_bias = tensors.get("score.0.bias", torch.zeros(h)).float()
+        return "mlp", {"0.weight": first.float(), "0.bias": first_bias, "3.weight": w, "3.bias": b}, set(tensors)
     raise ConversionError(
         f"no two-class step head in {src}: expected score.weight [2, hidden] (AutoModelForTokenClassification, "
         f"TRL PRMTrainer) or score.0.weight/score.2.weight (Qwen2.5-Math-PRM); found {sorted(tensors) or 'none'}"
@@ -459,14 +461,17 @@ def load_token_classification(
 # Writing
 
 
-LOADERS = {"metastone": load_metastone, "reasonflux": load_reasonflux, "token-classification": load_token_classification}
+LOADERS = {
+    "metastone": load_metastone,
+    "reasonflux": load_reasonflux,
+    "token-classification": load_token_classification,
+}
 
 
-def _empty_destination(dst: str | Path) -> Path:
+def _check_destination(dst: str | Path) -> Path:
     dst = Path(dst)
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
         raise ConversionError(f"destination {dst} exists and is not an empty folder")
-    dst.mkdir(parents=True, exist_ok=True)
     return dst
 
 
@@ -474,10 +479,8 @@ def convert(family: str, src: str | Path, dst: str | Path, **options) -> Path:
     """Convert ``src`` (a checkpoint of ``family``, one of ``LOADERS``) into a full SPRM checkpoint in ``dst``."""
     if family not in LOADERS:
         raise ConversionError(f"unknown family {family!r}; expected one of {sorted(LOADERS)}")
-    if Path(dst).exists() and any(Path(dst).iterdir()):
-        raise ConversionError(f"destination {dst} exists and is not an empty folder")
+    dst = _check_destination(dst)
     model, tokenizer = LOADERS[family](src, **options)
-    dst = _empty_destination(dst)
     model.save_pretrained(dst, head_only=False)
     tokenizer.save_pretrained(dst)
     return dst

@@ -6,8 +6,8 @@ Where a card's numbers come from: the experiment writes, next to a trained head 
 
 * ``eval_results.json``: a JSON list of objects with the `huggingface_hub.EvalResult` fields ``task_type``,
   ``task_name``, ``dataset_type``, ``dataset_name``, ``metric_type``, ``metric_name``, ``metric_value`` and
-  optionally ``dataset_split``, ``source_name`` and ``source_url`` (together). They become the card's ``model-index`` metadata
-  and its evaluation tables; nothing is typed by hand.
+  optionally ``dataset_split``, ``source_name`` and ``source_url`` (the last two together). They become the card's
+  ``model-index`` metadata and its evaluation tables; nothing is typed by hand.
 * ``training.json``: a JSON object describing the training run (``training_data``, ``command``, ``loss``,
   ``held_out``, ``machine``, ``date``, ...; ``supervision`` overrides the default "outcome labels only").
 
@@ -22,9 +22,10 @@ import math
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData, SpaceCard, SpaceCardData
 
@@ -80,8 +81,8 @@ def load_eval_results(path: str | Path) -> list[EvalResult]:
         missing = [k for k in EVAL_REQUIRED if k not in item]
         unknown = sorted(set(item) - set(EVAL_REQUIRED) - set(EVAL_OPTIONAL))
         if missing or unknown:
-            raise HubError(f"{where}: missing fields {missing}, unknown fields {unknown}; expected {list(EVAL_REQUIRED)}"
-                           f" and optionally {list(EVAL_OPTIONAL)}")
+            raise HubError(f"{where}: missing fields {missing}, unknown fields {unknown}; expected "
+                           f"{list(EVAL_REQUIRED)} and optionally {list(EVAL_OPTIONAL)}")
         for key, value in item.items():
             if key != "metric_value" and (not isinstance(value, str) or not value.strip()):
                 raise HubError(f"{where}: {key} must be a non-empty string, got {value!r}")
@@ -125,7 +126,8 @@ def eval_tables(results: list[EvalResult]) -> str:
     blocks = []
     for rows in _groups(results):
         dataset, split, task = rows[0].dataset_name, rows[0].dataset_split, rows[0].task_name
-        lines = [f"### {dataset}{f' ({split})' if split else ''}: {task}", "", "| Metric | Value | Source |", "|---|---|---|"]
+        heading = f"### {dataset}{f' ({split})' if split else ''}: {task}"
+        lines = [heading, "", "| Metric | Value | Source |", "|---|---|---|"]
         for r in rows:
             source = f"[{r.source_name or r.source_url}]({r.source_url})" if r.source_url else (r.source_name or "")
             lines.append(f"| {r.metric_name} | {json.dumps(r.metric_value)} | {source} |")
@@ -142,7 +144,8 @@ def training_lines(training: dict) -> list[tuple[str, str]]:
             continue
         value = training[key]
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-        lines.append((TRAINING_LABELS.get(key, key.replace("_", " ").capitalize()), f"`{text}`" if key == "command" else text))
+        label = TRAINING_LABELS.get(key, key.replace("_", " ").capitalize())
+        lines.append((label, f"`{text}`" if key == "command" else text))
     return lines
 
 

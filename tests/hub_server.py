@@ -113,7 +113,8 @@ def create_app(root: Path, tokens: dict[str, str]) -> FastAPI:
         user = user_of(request)
         if user is None:
             return _error(401, "Invalid credentials in Authorization header")
-        return {"type": "user", "name": user, "orgs": [], "auth": {"accessToken": {"displayName": "test", "role": "write"}}}
+        token = {"displayName": "test", "role": "write"}
+        return {"type": "user", "name": user, "orgs": [], "auth": {"accessToken": token}}
 
     @app.get("/api/agent-harnesses")
     def agent_harnesses():
@@ -203,7 +204,9 @@ def create_app(root: Path, tokens: dict[str, str]) -> FastAPI:
         if repo_type is None or visible(request, repo_type, repo_id) is None:
             return _error(404, "Repository not found", "RepoNotFound")
         body = await request.json()
-        files = [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False, "oid": None} for f in body["files"]]
+        files = [
+            {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False, "oid": None} for f in body["files"]
+        ]
         return {"files": files, "commitOid": store.resolve(repo_type, repo_id, "main")}
 
     @app.post("/api/{kind}/{namespace}/{name}/commit/{revision}")

@@ -46,7 +46,10 @@ def qwen_tokenizer():
         "<think>\nLet me think about it.\n\nOK, that works.\n\n</think>\n\nThe answer is 3.\n\n",
     ] * 40
     trainer = trainers.BpeTrainer(
-        vocab_size=420, special_tokens=SPECIAL, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+        vocab_size=420,
+        special_tokens=SPECIAL,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
     tok.train_from_iterator(corpus, trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
@@ -98,7 +101,8 @@ def step_scorer(folder):
     """``pipeline("step-scoring")`` on a converted folder, with the package's own classes (no remote code)."""
     from transformers import AutoModel, AutoTokenizer, pipeline
 
-    return pipeline("step-scoring", model=AutoModel.from_pretrained(folder), tokenizer=AutoTokenizer.from_pretrained(folder))
+    model, tokenizer = AutoModel.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+    return pipeline("step-scoring", model=model, tokenizer=tokenizer)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -360,7 +364,8 @@ def test_converted_reasonflux_matches_the_reference(tmp_path, reasonflux_folder)
     result = scorer({"question": problem, "solution": "\n\n".join(steps)})
     expected = [reasonflux_reference(reasonflux_folder, problem + "\n\n".join(steps[: k + 1])) for k in range(3)]
     assert [s["score"] for s in result["steps"]] == pytest.approx(expected, abs=1e-5)
-    assert result["score"] == pytest.approx(reasonflux_reference(reasonflux_folder, problem + "\n\n".join(steps)), abs=1e-5)
+    whole = reasonflux_reference(reasonflux_folder, problem + "\n\n".join(steps))
+    assert result["score"] == pytest.approx(whole, abs=1e-5)
     assert max(expected) - min(expected) > 1e-3
 
 
@@ -433,8 +438,11 @@ def qwen_prm_folder(tmp_path_factory, qwen_tokenizer) -> Path:
     state.update({f"score.{k}": v for k, v in score.state_dict().items()})
     save_file({k: v.contiguous() for k, v in state.items()}, folder / "model.safetensors", metadata={"format": "pt"})
     raw = config.to_dict()
-    raw.update(architectures=["Qwen2ForProcessRewardModel"], num_labels=2, auto_map={
-        "AutoConfig": "configuration_qwen2_rm.Qwen2RMConfig", "AutoModel": "modeling_qwen2_rm.Qwen2ForProcessRewardModel"})
+    auto_map = {
+        "AutoConfig": "configuration_qwen2_rm.Qwen2RMConfig",
+        "AutoModel": "modeling_qwen2_rm.Qwen2ForProcessRewardModel",
+    }
+    raw.update(architectures=["Qwen2ForProcessRewardModel"], num_labels=2, auto_map=auto_map)
     (folder / "config.json").write_text(json.dumps(raw))
     qwen_tokenizer.save_pretrained(folder)
     torch.save(score.state_dict(), folder / "reference_score.pt")  # for the reference scorer below

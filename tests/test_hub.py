@@ -25,7 +25,9 @@ INPUTS = [
     {"question": "What is 2 + 3 * 4?", "solution": "3 * 4 = 12.\n\n2 + 12 = 14.\n\nThe answer is 14."},
     {"question": "Is 7 prime?", "steps": ["7 has no divisor between 2 and 6.", "So 7 is prime."]},
 ]
-CODE_FILES = ["configuration_sprm.py", "modeling_sprm.py", "steps.py", "aggregation.py", "backbones.py", "pipeline_sprm.py"]
+CODE_FILES = [
+    "configuration_sprm.py", "modeling_sprm.py", "steps.py", "aggregation.py", "backbones.py", "pipeline_sprm.py"
+]
 
 
 @pytest.fixture(scope="session")
@@ -80,7 +82,8 @@ def demo_dir(tmp_path_factory) -> Path:
 def local_scores(folder: Path) -> list[dict]:
     from transformers import AutoModel, AutoTokenizer, pipeline
 
-    scorer = pipeline("step-scoring", model=AutoModel.from_pretrained(folder), tokenizer=AutoTokenizer.from_pretrained(folder))
+    model, tokenizer = AutoModel.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+    scorer = pipeline("step-scoring", model=model, tokenizer=tokenizer)
     return [scorer(record) for record in INPUTS]
 
 
@@ -133,28 +136,27 @@ def test_card_without_results_or_embedded_backbone():
     assert "Supervision: step labels" in card.text and "outcome labels only" not in card.text
 
 
+VALID_RESULT = {"task_type": "t", "task_name": "n", "dataset_type": "d", "dataset_name": "d", "metric_type": "m",
+                "metric_name": "m", "metric_value": 0.5}
+
+
 @pytest.mark.parametrize(
     "content, message",
     [
         ("not json", "not readable JSON"),
-        ("{}", "non-empty JSON list"),
-        ('[{"task_type": "t"}]', "missing fields"),
-        ('[{"task_type": "t", "task_name": "n", "dataset_type": "d", "dataset_name": "d", "metric_type": "m", '
-         '"metric_name": "m", "metric_value": 1, "extra": 1}]', r"unknown fields \['extra'\]"),
-        ('[{"task_type": "t", "task_name": "n", "dataset_type": "d", "dataset_name": "d", "metric_type": "m", '
-         '"metric_name": "m", "metric_value": "0.5"}]', "metric_value must be a finite number"),
-        ('[{"task_type": "", "task_name": "n", "dataset_type": "d", "dataset_name": "d", "metric_type": "m", '
-         '"metric_name": "m", "metric_value": 0.5}]', "task_type must be a non-empty string"),
-        ('[{"task_type": "t", "task_name": "n", "dataset_type": "d", "dataset_name": "d", "metric_type": "m", '
-         '"metric_name": "m", "metric_value": 0.5, "source_name": "s"}]', "`source_url` must also be provided"),
-        ('[{"task_type": "t", "task_name": "n", "dataset_type": "d", "dataset_name": "d", "metric_type": "m", '
-         '"metric_name": "m", "metric_value": 0.5}, {"task_type": "t", "task_name": "other", "dataset_type": "d", '
-         '"dataset_name": "d", "metric_type": "m2", "metric_name": "m2", "metric_value": 0.5}]', "differ in task_name"),
+        ({}, "non-empty JSON list"),
+        ([{"task_type": "t"}], "missing fields"),
+        ([{**VALID_RESULT, "extra": 1}], r"unknown fields \['extra'\]"),
+        ([{**VALID_RESULT, "metric_value": "0.5"}], "metric_value must be a finite number"),
+        ([{**VALID_RESULT, "metric_value": float("nan")}], "metric_value must be a finite number"),
+        ([{**VALID_RESULT, "task_type": ""}], "task_type must be a non-empty string"),
+        ([{**VALID_RESULT, "source_name": "s"}], "`source_url` must also be provided"),
+        ([VALID_RESULT, {**VALID_RESULT, "task_name": "other", "metric_type": "m2"}], "differ in task_name"),
     ],
 )
 def test_bad_eval_results_are_refused(tmp_path, content, message):
     path = tmp_path / "eval_results.json"
-    path.write_text(content)
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
     with pytest.raises(HubError, match=message):
         hub.load_eval_results(path)
 
@@ -225,7 +227,8 @@ def test_push_to_a_taken_repo(trained_model, hub_server, online):
     api.create_repo("alice/taken")
     with pytest.raises(HubError, match="alice/taken already exists .* --exist-ok"):
         hub.push("alice/taken", model=trained_model, token=TOKEN, endpoint=hub_server.url, log=lambda _: None)
-    hub.push("alice/taken", model=trained_model, token=TOKEN, endpoint=hub_server.url, exist_ok=True, log=lambda _: None)
+    hub.push("alice/taken", model=trained_model, token=TOKEN, endpoint=hub_server.url, exist_ok=True,
+             log=lambda _: None)
     assert "model.safetensors" in api.list_repo_files("alice/taken")
 
 
@@ -288,7 +291,9 @@ def load_in_fresh_process(server: HubServer, repo_id: str, mode: str, tmp_path: 
 def test_push_end_to_end(tmp_path, trained_model, demo_dir, hub_server, online):
     urls = hub.push("alice/sprm-e2e", model=trained_model, space_id="alice/sprm-e2e-demo", demo_dir=demo_dir,
                     private=True, token=TOKEN, endpoint=hub_server.url, log=lambda _: None)
-    assert urls == {"model": f"{hub_server.url}/alice/sprm-e2e", "space": f"{hub_server.url}/spaces/alice/sprm-e2e-demo"}
+    assert urls == {
+        "model": f"{hub_server.url}/alice/sprm-e2e", "space": f"{hub_server.url}/spaces/alice/sprm-e2e-demo"
+    }
 
     store = hub_server.store
     model_meta, space_meta = store.meta("model", "alice/sprm-e2e"), store.meta("space", "alice/sprm-e2e-demo")
