@@ -209,9 +209,10 @@ def render_model_card(
         feature_layer=config.feature_layer,
         aggregation=config.aggregation,
         delimiters=", ".join(f"`{d!r}`" for d in config.step_delimiters),
-        score_offset=config.score_offset,
+        read_at=_read_position(config.score_offset),
         trailing=config.score_trailing_step,
-        score_span=config.score_span,
+        scored_span={"think": "only the thinking span is scored", "response": "only the response is scored",
+                     "both": "the thinking span and the response are scored"}[config.score_span],
         threshold=config.threshold,
         backbone_id=backbone_id,
         backbone_note=backbone_note,
@@ -222,6 +223,15 @@ def render_model_card(
         space_id=space_id,
         license_note=f"the {EMBEDDED_BACKBONE_ID} backbone is Apache-2.0" if embedded_backbone else "",
     )
+
+
+def _read_position(offset: int) -> str:
+    if offset == -1:
+        return "at the token just before the delimiter (whose next-token prediction is the delimiter)"
+    if offset == 0:
+        return "at the delimiter's first token"
+    where = "after" if offset > 0 else "before"
+    return f"{abs(offset)} tokens {where} the delimiter's first token"
 
 
 def render_space_card(demo_dir: Path, model_id: str, license: str = "apache-2.0") -> SpaceCard:

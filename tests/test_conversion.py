@@ -259,6 +259,19 @@ def test_export_warns_when_step_rules_differ(tmp_path, converted_metastone):
         conversion.export_metastone(tmp_path / "other", tmp_path / "out")
 
 
+def test_metastone_to_a_bf16_backbone(tmp_path, metastone_folder, converted_metastone):
+    """`--dtype bfloat16` stores the backbone in bf16; the head stays float32; scores move by bf16 rounding only."""
+    from modeling_sprm import SPRMForStepScoring
+    from modeling_sprm.cli import main
+
+    main(["convert", "metastone", str(metastone_folder), str(tmp_path / "bf16"), "--dtype", "bfloat16"])
+    model = SPRMForStepScoring.from_pretrained(tmp_path / "bf16")
+    assert model.backbone.dtype == torch.bfloat16 and model.score_head[0].weight.dtype == torch.float32
+    text = {"text": AGREEING_TEXTS["chat with think span"]}
+    low, full = step_scorer(tmp_path / "bf16")(text), step_scorer(converted_metastone)(text)
+    assert len(low["steps"]) == len(full["steps"]) and low["score"] == pytest.approx(full["score"], abs=0.05)
+
+
 def _bad_head(tmp_path, metastone_folder, qwen_tokenizer, payload) -> Path:
     folder = make_lm_folder(tmp_path / "bad", qwen_tokenizer, seed=0)
     if payload is not None:
