@@ -235,8 +235,8 @@ def _read_position(offset: int) -> str:
 
 
 def render_space_card(demo_dir: Path, model_id: str, license: str = "apache-2.0") -> SpaceCard:
-    """The Space card: ``demo/README.md``'s text and metadata (title, emoji, ...) with ``sdk: gradio``, the app
-    file, the license and the model filled in."""
+    """The Space card: ``demo/README.md``'s text and metadata (title, emoji, ...) with ``sdk: gradio``, and the
+    app file, license and models filled in where it has none (the pushed model is listed first)."""
     readme = demo_dir / "README.md"
     existing = SpaceCard.load(readme) if readme.is_file() else None
     metadata_in = existing.data.to_dict() if existing is not None else {}
@@ -249,7 +249,7 @@ def render_space_card(demo_dir: Path, model_id: str, license: str = "apache-2.0"
         "license": license,
         **metadata_in,
         "sdk": "gradio",
-        "models": [model_id],
+        "models": [model_id, *(m for m in metadata_in.get("models") or [] if m != model_id)],
     }
     if not (demo_dir / fields["app_file"]).is_file():
         raise HubError(f"the Space's app file {fields['app_file']} is missing from {demo_dir}")

@@ -533,19 +533,18 @@ def test_one_pipeline_compares_prm_families(converted_metastone, tmp_path, reaso
         assert all(0.0 <= s["score"] <= 1.0 for s in result["steps"]), name
 
 
-def test_cli_convert_and_scripts(tmp_path, metastone_folder):
+def test_cli_convert_and_scripts(tmp_path, metastone_folder, capsys):
     from modeling_sprm.cli import main
 
     main(["convert", "metastone", str(metastone_folder), str(tmp_path / "sprm")])
     assert (tmp_path / "sprm" / "model.safetensors").is_file()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["convert", "reasonflux", str(metastone_folder), str(tmp_path / "x")])
+    assert exit_info.value.code == 2 and "(reward_head.pt) not found" in capsys.readouterr().err
+    # the scripts in conversion/ are the same commands
     env = dict(os.environ, PYTHONPATH=str(ROOT))  # this checkout's package, not another installed copy
     script = ROOT / "conversion" / "convert_to_metastone.py"
     run = subprocess.run([sys.executable, str(script), str(tmp_path / "sprm"), str(tmp_path / "ms")],
                          capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "ms" / "score_module.pt").is_file()
-    bad = subprocess.run(
-        [sys.executable, "-m", "modeling_sprm", "convert", "reasonflux", str(metastone_folder), str(tmp_path / "x")],
-        capture_output=True, text=True, env=env,
-    )
-    assert bad.returncode == 2 and "(reward_head.pt) not found" in bad.stderr

@@ -175,6 +175,15 @@ def test_space_card(tmp_path, demo_dir):
         hub.render_space_card(tmp_path / "empty", "alice/sprm")
 
 
+@pytest.mark.skipif(not (ROOT / "demo" / "app.py").is_file(), reason="demo/ (the demo issue) is not merged yet")
+def test_the_real_demo_folder_builds_a_space(tmp_path):
+    demo = ROOT / "demo"
+    folder = hub.build_space_folder(demo, hub.render_space_card(demo, "alice/sprm"), tmp_path / "space")
+    assert {"README.md", "app.py", "requirements.txt"} <= {p.name for p in folder.iterdir()}
+    data = SpaceCard.load(folder / "README.md").data
+    assert data.sdk == "gradio" and (folder / data.app_file).is_file() and data.models[0] == "alice/sprm"
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # sprm push --dry-run
 
