@@ -416,16 +416,18 @@ def push(
     card = render_model_card(loaded.config, repo_id, results, training, embedded_backbone=embedded,
                              space_id=space_id, license=license, eval_source=eval_path.name)
 
-    with tempfile.TemporaryDirectory(prefix="sprm-push-") as tmp:
-        root = Path(dry_run) if dry_run is not None else Path(tmp)
+    def build(root: Path) -> tuple[Path, Path | None]:
         model_folder = build_model_folder(loaded, tokenizer, card, root / "model")
-        space_folder = None
-        if space_id is not None:
-            space_card = render_space_card(demo, repo_id, license)
-            space_folder = build_space_folder(demo, space_card, root / "space")
-        if dry_run is not None:
-            _log_dry_run(log, repo_id, space_id, private, model_folder, space_folder)
-            return {"model": str(model_folder), **({"space": str(space_folder)} if space_folder else {})}
+        if space_id is None:
+            return model_folder, None
+        return model_folder, build_space_folder(demo, render_space_card(demo, repo_id, license), root / "space")
+
+    if dry_run is not None:
+        model_folder, space_folder = build(Path(dry_run))
+        _log_dry_run(log, repo_id, space_id, private, model_folder, space_folder)
+        return {"model": str(model_folder), **({"space": str(space_folder)} if space_folder else {})}
+    with tempfile.TemporaryDirectory(prefix="sprm-push-") as tmp:
+        model_folder, space_folder = build(Path(tmp))
         return _upload(api, repo_id, space_id, private, exist_ok, model_folder, space_folder, log)
 
 
@@ -435,8 +437,7 @@ def _upload(api, repo_id, space_id, private, exist_ok, model_folder, space_folde
     urls = {}
     jobs = [("model", repo_id, model_folder, {})]
     if space_id is not None:
-        variables = [{"key": SPACE_MODEL_VARIABLE, "value": repo_id}]
-        jobs.append(("space", space_id, space_folder, {"space_sdk": "gradio", "space_variables": variables}))
+        jobs.append(("space", space_id, space_folder, {"space_sdk": "gradio"}))
     for repo_type, rid, folder, extra in jobs:
         try:
             url = api.create_repo(rid, repo_type=repo_type, private=private, exist_ok=exist_ok, **extra)
@@ -446,6 +447,8 @@ def _upload(api, repo_id, space_id, private, exist_ok, model_folder, space_folde
                 raise HubError(f"the {repo_type} repo {rid} already exists on {api.endpoint}; choose another id, or "
                                "pass --exist-ok to add a commit to it") from None
             raise HubError(f"could not create the {repo_type} repo {rid} on {api.endpoint}: {err}") from None
+        if repo_type == "space":  # the demo app loads the model this variable names (also on an existing Space)
+            api.add_space_variable(rid, SPACE_MODEL_VARIABLE, repo_id)
         log(f"uploading {folder} to {url}")
         api.upload_folder(repo_id=rid, repo_type=repo_type, folder_path=str(folder),
                           commit_message=f"Upload with sprm push ({repo_type})")

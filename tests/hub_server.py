@@ -5,7 +5,7 @@ base64: the preupload answer is always ``uploadMode: "regular"``, so no LFS or X
 download them again (``from_pretrained``, ``pipeline``, ``hf_hub_download``):
 
 * ``GET /api/whoami-v2``, ``GET /api/agent-harnesses``, ``POST /api/validate-yaml``
-* ``POST /api/repos/create`` (409 when the repo exists)
+* ``POST /api/repos/create`` (409 when the repo exists), ``POST /api/spaces/{ns}/{name}/variables``
 * ``POST /api/{type}s/{ns}/{name}/preupload/{rev}``, ``POST /api/{type}s/{ns}/{name}/commit/{rev}`` (NDJSON)
 * ``GET /api/{type}s/{ns}/{name}[/revision/{rev}]``, ``GET /api/{type}s/{ns}/{name}/tree/{rev}[/{path}]``,
   ``POST /api/{type}s/{ns}/{name}/paths-info/{rev}``
@@ -197,6 +197,20 @@ def create_app(root: Path, tokens: dict[str, str]) -> FastAPI:
         if kind not in REPO_TYPES:
             return _error(404, "not found")
         return _info(request, REPO_TYPES[kind], f"{namespace}/{name}", revision)
+
+    @app.post("/api/spaces/{namespace}/{name}/variables")
+    async def add_space_variable(namespace: str, name: str, request: Request):
+        repo_id = f"{namespace}/{name}"
+        if visible(request, "space", repo_id) is None:
+            return _error(404, "Repository not found", "RepoNotFound")
+        if user_of(request) != namespace:
+            return _error(403, "You don't have write access to this Space")
+        body = await request.json()
+        with store.lock:
+            meta = store.meta("space", repo_id)
+            meta["variables"][body["key"]] = body["value"]
+            store.write_meta("space", repo_id, meta)
+        return {key: {"value": value} for key, value in meta["variables"].items()}
 
     @app.post("/api/{kind}/{namespace}/{name}/preupload/{revision}")
     async def preupload(kind: str, namespace: str, name: str, revision: str, request: Request):
