@@ -448,7 +448,8 @@ def load_bbm(path: str, tasks: Iterable[str] = BBM_TASKS) -> list[dict]:
     equality) -> outcome label, ``mistake_index`` (0-based first logical mistake, null = none) -> step labels.
 
     ``path``: a folder with ``{task}.jsonl`` files (the upstream repository layout). Whitespace-only steps
-    (one upstream row has one) are dropped, with ``mistake_index`` moved accordingly. Group = the task.
+    (one upstream row has one) are dropped, with ``mistake_index`` moved accordingly; a null ``answer`` (one
+    upstream row) counts as wrong. Group = the task.
     """
     records = []
     for task in tasks:
@@ -456,16 +457,18 @@ def load_bbm(path: str, tasks: Iterable[str] = BBM_TASKS) -> list[dict]:
         if not file.is_file():
             raise FileNotFoundError(f"BIG-Bench Mistake task file {file} not found")
         for i, at, row in _jsonl_rows(file):
-            _require(row, ("input", "steps", "answer", "target"), at)
-            if "mistake_index" not in row:  # null is a value here: no mistake
-                raise DataFormatError(f"{at}: missing field 'mistake_index'")
+            _require(row, ("input", "steps", "target"), at)
+            for field in ("answer", "mistake_index"):  # null is a value here: no answer / no mistake
+                if field not in row:
+                    raise DataFormatError(f"{at}: missing field {field!r}")
             steps = _bbm_steps(row["steps"], at)
             mistake = row["mistake_index"]
             first_error = -1 if mistake is None else mistake
             if isinstance(first_error, bool) or not isinstance(first_error, int) or not -1 <= first_error < len(steps):
                 raise DataFormatError(f"{at}: field 'mistake_index' must be null or a step index, got {mistake!r}")
             steps, first_error = drop_empty_steps(steps, first_error)
-            correct = " ".join(str(row["answer"]).split()) == " ".join(str(row["target"]).split())
+            answer = row["answer"]  # null when the trace gave no answer (one upstream row): wrong
+            correct = answer is not None and " ".join(str(answer).split()) == " ".join(str(row["target"]).split())
             records.append(
                 make_record(
                     id=f"{task}-{i}",
