@@ -419,3 +419,11 @@ def test_load_records_dispatch():
     with pytest.raises(ValueError, match="unknown data format 'csv'"):
         load_records("x", "csv")
     assert len(load_records(str(FIXTURES / "bbm"), "bbm", tasks=["word_sorting"])) == 4
+
+
+def test_bbm_null_answer_counts_as_wrong(tmp_path):
+    row = {"input": "Sort: b a", "steps": ["a comes first.", "So: a b."], "target": "a b", "answer": None,
+           "mistake_index": None}
+    (tmp_path / "word_sorting.jsonl").write_text(json.dumps(row) + "\n")
+    [record] = load_bbm(str(tmp_path), tasks=["word_sorting"])
+    assert record["outcome_label"] == 0.0 and record["first_error"] == -1
