@@ -38,15 +38,18 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=4096)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--datasets", nargs="+", default=["processbench", "bbm"], choices=["processbench", "bbm"])
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     model, tokenizer, _ = load_model_and_tokenizer(None)
     root = Path(args.data_root)
-    for name, records in (
-        ("processbench", load_processbench(str(root / "processbench"))),
-        ("bbm", load_bbm(str(root / "big_bench_mistake"))),
-    ):
+    loaders = {
+        "processbench": lambda: load_processbench(str(root / "processbench")),
+        "bbm": lambda: load_bbm(str(root / "big_bench_mistake")),
+    }
+    for name in args.datasets:
+        records = loaders[name]()
         start = time.time()
         dataset = load_features(model, tokenizer, records, args.cache_dir, args.max_length, args.batch_size)
         print(f"{name}: {len(dataset)} records, {time.time() - start:.0f} s", flush=True)
