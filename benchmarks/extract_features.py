@@ -2,8 +2,8 @@
 
     python benchmarks/extract_features.py --data-root ../shared/data --cache-dir ~/.cache/sprm/features
 
-Works in chunks, each cached on disk as soon as it is done, so an interrupted run resumes where it stopped; later
-runs with the same model, rules and data only load the cache. About an hour on 2 idle CPU cores.
+Works in chunks of 200 records, each cached on disk as soon as it is done, so an interrupted run resumes where it
+stopped; later runs with the same model, rules and data only load the cache. About an hour on 2 idle CPU cores.
 """
 
 import argparse
@@ -15,20 +15,6 @@ import torch
 from modeling_sprm.data import load_bbm, load_processbench
 from modeling_sprm.features import extract_step_features
 from modeling_sprm.loading import load_model_and_tokenizer
-
-
-def load_features(model, tokenizer, records, cache_dir, max_length=4096, batch_size=4, chunk_size=200):
-    """Step features of ``records`` (a ``datasets.Dataset``), extracted chunk by chunk with a cache per chunk."""
-    import datasets
-
-    parts = []
-    for start in range(0, len(records), chunk_size):
-        chunk = records[start : start + chunk_size]
-        parts.append(
-            extract_step_features(model, tokenizer, chunk, batch_size=batch_size, max_length=max_length, cache_dir=cache_dir)
-        )
-        print(f"  records {start}-{start + len(chunk) - 1} ready", flush=True)
-    return datasets.concatenate_datasets(parts)
 
 
 def main() -> None:
@@ -51,7 +37,10 @@ def main() -> None:
     for name in args.datasets:
         records = loaders[name]()
         start = time.time()
-        dataset = load_features(model, tokenizer, records, args.cache_dir, args.max_length, args.batch_size)
+        dataset = extract_step_features(
+            model, tokenizer, records, batch_size=args.batch_size, max_length=args.max_length,
+            cache_dir=args.cache_dir, chunk_size=200,
+        )
         print(f"{name}: {len(dataset)} records, {time.time() - start:.0f} s", flush=True)
 
 
