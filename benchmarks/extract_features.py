@@ -25,6 +25,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--datasets", nargs="+", default=["processbench", "bbm"], choices=["processbench", "bbm"])
+    parser.add_argument("--reverse", action="store_true",
+                        help="do the chunks last to first (a second process can then work from the other end)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -37,6 +39,10 @@ def main() -> None:
     for name in args.datasets:
         records = loaders[name]()
         start = time.time()
+        if args.reverse:
+            for i in reversed(range(0, len(records), 200)):
+                extract_step_features(model, tokenizer, records[i : i + 200], batch_size=args.batch_size,
+                                      max_length=args.max_length, cache_dir=args.cache_dir)
         dataset = extract_step_features(
             model, tokenizer, records, batch_size=args.batch_size, max_length=args.max_length,
             cache_dir=args.cache_dir, chunk_size=200,
