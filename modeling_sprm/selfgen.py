@@ -9,8 +9,10 @@ extracted with ``answers.extract_answer``, and every step graded against the pro
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
@@ -76,6 +78,60 @@ def split_problems(
                 problems.append(problem)
         out[name] = problems
     return out
+
+
+def loop_problems(config: dict, num_train: int, num_test: int) -> dict[str, list[Problem]]:
+    """The problem sets of the loop for a policy fine-tuned with ``config`` (a run of
+    ``benchmarks/selfgen/sft_policy.py``: its difficulty, ``problem_seed``, ``sft_problems``, ``eval_problems``):
+    the SFT and accuracy-check sets exactly as that run drew them, then ``test`` and ``train``, new and disjoint.
+    The test set depends on ``num_test`` only (drawn before ``train``)."""
+    sizes = {"sft": config["sft_problems"], "eval": config["eval_problems"], "test": num_test, "train": num_train}
+    return split_problems(sizes, config["min_ops"], config["max_ops"], config["max_number"], config["problem_seed"])
+
+
+def rollout_step_features(rollout: Any, trace: Any, hidden_size: int) -> torch.Tensor:
+    """``[num_steps, hidden_size]``: the features a ``generation.Rollout`` captured while sampling, at the read
+    positions of its ``trace`` (``rollout.trace(rules)``), as ``generation.score_rollouts`` reads them."""
+    prompt_len = len(rollout.prompt_ids)
+    rows = []
+    for j, position in enumerate(trace.positions):
+        feature = None if position is None else rollout.features.get(position - prompt_len)
+        if feature is None:
+            raise ValueError(f"step {j} of {rollout.text!r}: no feature captured at read position {position}")
+        rows.append(feature.float())
+    return torch.stack(rows) if rows else torch.zeros((0, hidden_size))
+
+
+def save_rollout_chunk(path: str | Path, rows: Sequence[dict], features: Sequence[torch.Tensor]) -> None:
+    """Write graded samples (``path``.jsonl, one JSON row each) and their step features ``[num_steps, C]``
+    (``path``.safetensors, keyed by row number). The JSON file is written last: its presence marks the chunk
+    complete, so an interrupted run can resume chunk by chunk."""
+    from safetensors.torch import save_file
+
+    if len(rows) != len(features):
+        raise ValueError(f"{len(rows)} rows for {len(features)} feature tensors")
+    path = Path(path)
+    save_file({str(i): f.contiguous() for i, f in enumerate(features)}, str(path.with_suffix(".safetensors")))
+    path.with_suffix(".jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def load_rollouts(folder: str | Path) -> list[dict]:
+    """All complete chunks of ``folder`` (``save_rollout_chunk``) in name order: each row with its
+    ``step_features`` tensor ``[num_steps, C]``."""
+    from safetensors.torch import load_file
+
+    rows = []
+    for jsonl in sorted(Path(folder).glob("*.jsonl")):
+        features = load_file(str(jsonl.with_suffix(".safetensors")))
+        for i, line in enumerate(jsonl.read_text().splitlines()):
+            row = json.loads(line)
+            row["step_features"] = features[str(i)]
+            if row["step_features"].shape[0] != len(row["steps"]):
+                raise ValueError(f"{jsonl} row {i}: {row['step_features'].shape[0]} feature rows, {len(row['steps'])} steps")
+            rows.append(row)
+    if not rows:
+        raise FileNotFoundError(f"no rollout chunks (*.jsonl + *.safetensors) in {folder}")
+    return rows
 
 
 @dataclass

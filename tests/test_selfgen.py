@@ -6,7 +6,11 @@ from modeling_sprm.selfgen import (
     IGNORE_INDEX,
     collate_sft,
     grade_solution,
+    load_rollouts,
+    loop_problems,
     policy_prompt,
+    rollout_step_features,
+    save_rollout_chunk,
     sample_solutions,
     sft_example,
     split_problems,
@@ -52,6 +56,18 @@ def test_split_problems_are_disjoint_sized_and_seeded():
     assert [p.question for p in again["eval"]] == [p.question for p in splits["eval"]]
 
 
+def test_loop_problems_repeat_the_sft_run_sets_then_add_new_disjoint_ones():
+    config = {"min_ops": 2, "max_ops": 3, "max_number": 10, "problem_seed": 5, "sft_problems": 50, "eval_problems": 10}
+    sets = loop_problems(config, num_train=20, num_test=8)
+    sft_run = split_problems({"sft": 50, "eval": 10}, 2, 3, 10, seed=5)
+    for name in ("sft", "eval"):
+        assert [p.question for p in sets[name]] == [p.question for p in sft_run[name]]
+    questions = [p.question for v in sets.values() for p in v]
+    assert len(questions) == len(set(questions)) == 88
+    more_train = loop_problems(config, num_train=40, num_test=8)
+    assert [p.question for p in more_train["test"]] == [p.question for p in sets["test"]]
+
+
 # Shapes of real samples from the fine-tuned policy and the untuned backbone.
 @pytest.mark.parametrize(
     "solution, steps, labels, correct",
@@ -94,3 +110,29 @@ def test_sample_solutions_shapes_and_restores_padding_side(smollm2_tokenizer):
         sample_solutions(model, tok, ["Q one?"], 2, max_new_tokens=4, seed=3, progress=False)
     with pytest.raises(ValueError, match="num_samples"):
         sample_solutions(model, tok, ["Q?"], 0)
+
+
+def test_rollout_chunks_round_trip_and_resume_marker(tmp_path):
+    rows = [{"steps": ["1 + 1 = 2", "The answer is 2"], "outcome_label": 1.0}, {"steps": [], "outcome_label": 0.0}]
+    features = [torch.randn(2, 3), torch.zeros(0, 3)]
+    save_rollout_chunk(tmp_path / "chunk_0001", rows, features)
+    save_rollout_chunk(tmp_path / "chunk_0000", rows[:1], features[:1])
+    (tmp_path / "chunk_0002.safetensors").write_bytes(b"")  # an interrupted chunk: no .jsonl, not read
+    loaded = load_rollouts(tmp_path)
+    assert [r["outcome_label"] for r in loaded] == [1.0, 1.0, 0.0]
+    assert torch.equal(loaded[0]["step_features"], features[0]) and loaded[2]["step_features"].shape == (0, 3)
+    with pytest.raises(ValueError, match="feature tensors"):
+        save_rollout_chunk(tmp_path / "bad", rows, features[:1])
+    with pytest.raises(FileNotFoundError):
+        load_rollouts(tmp_path / "bad")
+
+
+def test_rollout_step_features_reads_the_captured_read_positions():
+    from types import SimpleNamespace
+
+    rollout = SimpleNamespace(prompt_ids=[1, 2, 3], text="x", features={-1: torch.ones(4), 5: torch.full((4,), 2.0)})
+    trace = SimpleNamespace(positions=[8, 2])  # absolute: 8 - 3 = 5, 2 - 3 = -1 (the last prompt token)
+    assert rollout_step_features(rollout, trace, 4).tolist() == [[2.0] * 4, [1.0] * 4]
+    assert rollout_step_features(rollout, SimpleNamespace(positions=[]), 4).shape == (0, 4)
+    with pytest.raises(ValueError, match="no feature captured"):
+        rollout_step_features(rollout, SimpleNamespace(positions=[7]), 4)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -15,6 +16,13 @@ RESULTS = Path(__file__).resolve().parents[1] / "results"
 
 def pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def wilson(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion ``p`` measured on ``n`` samples."""
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -33,14 +41,14 @@ def policy_search(search: dict) -> str:
             f"{c['steps']} x {c['batch_size']} on {c['sft_problems']} problems, lr {c['lr']}, r {c['lora_rank']}",
             "-" if sft is None else f"{sft['sft_seconds'] / 60:.0f} min",
             f"{ev['samples']} ({c['eval_problems']} x {c['eval_samples']})",
-            pct(ev["accuracy"]),
+            f"{pct(ev['accuracy'])} ({', '.join(pct(x) for x in wilson(ev['accuracy'], ev['samples']))})",
             pct(ev["process_correct"]),
             pct(ev["right_answer_wrong_step"]),
             pct(ev["problems_with_mixed_samples"]),
             ", ".join(f"{k}: {pct(v)}" for k, v in ev["accuracy_by_ops"].items()),
             f"{ev['sampling_seconds'] / 60:.0f} min",
         ])
-    header = ["run", "problems", "LoRA SFT (steps x batch)", "SFT time", "samples", "answer right",
+    header = ["run", "problems", "LoRA SFT (steps x batch)", "SFT time", "samples", "answer right (95% Wilson CI, samples as if independent)",
               "every step right", "right answer, wrong step", "problems with mixed samples", "right by #ops",
               "sampling time"]
     notes = "\n".join(f"- `{r['tag']}`: {r['note']}" for r in search["runs"] if r.get("note"))
@@ -62,9 +70,10 @@ def main() -> None:
         "(`benchmarks/results/selfgen_policy_search.json`, produced by `benchmarks/selfgen/sft_policy.py`):\n"
     )
     print(policy_search(search))
-    machines = sorted({r["machine"] for r in search["runs"]})
+    machines = sorted({r["machine"].split(",")[0] for r in search["runs"]})
     dates = sorted(r["date"][:10] for r in search["runs"])
-    print(f"\nMeasured on {', '.join(machines)}, {dates[0]} to {dates[-1]} (2 shared CPU cores, no GPU).")
+    print(f"\nMeasured on {', '.join(machines)} (2 CPU cores shared with other jobs, no GPU), "
+          f"{dates[0]}{'' if dates[0] == dates[-1] else ' to ' + dates[-1]}; times are wall-clock there.")
 
 
 if __name__ == "__main__":
