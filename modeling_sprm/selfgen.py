@@ -5,6 +5,10 @@ The policy is trained to write solutions exactly as the SPRM reads them: the cha
 followed by the reference steps joined with ``steps.join_steps`` (``".\\n\\n"`` between steps) and the end-of-turn
 token. A sampled solution is then cut into steps with ``steps.segment`` (the SPRM's own rules), its final answer
 extracted with ``answers.extract_answer``, and every step graded against the problem's reference chain.
+
+For the loop itself: ``loop_problems`` gives problem sets disjoint from the policy's SFT data, and sampled,
+graded solutions are stored in chunks with the step features the policy computed while sampling
+(``rollout_step_features``, ``save_rollout_chunk``, ``load_rollouts``) so that SPRM heads train and score from them.
 """
 
 from __future__ import annotations
