@@ -122,7 +122,9 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     protocols = list(result["protocols"])
-    fig, axes = plt.subplots(1, len(protocols) + (1 if result.get("noise") else 0), figsize=(5 * (len(protocols) + 1), 4))
+    panels = len(protocols) + (1 if result.get("noise") else 0)
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4), squeeze=False)
+    axes = axes[0]
     names = [m.name for m in METHODS] + BASELINES
     colors = {"sprm": "#d62728", "outcome_bce": "#ff7f0e", "step_supervised": "#2ca02c", "position_only": "#7f7f7f",
               "random": "#bcbd22", "constant": "#c7c7c7"}

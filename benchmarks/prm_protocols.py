@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers.trainer_callback import PrinterCallback
 
 from modeling_sprm.data import load_bbm, load_processbench
 from modeling_sprm.evaluation import choose_threshold, outcome_auroc, predict_first_error, processbench_f1, step_auroc
@@ -148,6 +149,7 @@ def train_head(model, method: Method, rows: list[dict], seed: int, budget: Budge
     )
     trainer_class = SPRMTrainer if method.labels == "outcome" else StepSupervisedTrainer
     trainer = trainer_class(model, args, train_dataset=rows)
+    trainer.remove_callback(PrinterCallback)  # no per-run log lines; the experiment prints its own
     trainer.train()
     model.eval()
 

@@ -35,7 +35,7 @@ from transformers import AutoTokenizer, PretrainedConfig, Trainer, TrainingArgum
 from transformers.trainer import TRAINING_ARGS_NAME
 
 from .backbones import EMBEDDED_BACKBONE_ID, resolve_backbone
-from .features import encode_record, extract_step_features
+from .features import encode_record, extract_step_features, step_features_for_traces
 from .losses import get_loss
 from .modeling_sprm import HEAD_PREFIX, SPRMForStepScoring, pad_traces
 from .monitoring import compute_score_metrics, plot_score_curves, write_training_log
@@ -351,7 +351,19 @@ class SPRMTrainer(Trainer):
         self.loss_is_scaled_for_ga = False  # a per-batch weighted mean: the Trainer divides by accumulation steps
         self.train_dataset = self.prepare_dataset(train_dataset, "train_dataset")
         self.eval_dataset = self.prepare_dataset(eval_dataset, "eval_dataset")
+        if model.score_head.standardize and not model.config.head_is_trained and self.train_dataset is not None:
+            model.score_head.set_feature_statistics(self.training_feature_sample())
         self._sums = torch.zeros(7, dtype=torch.float64)  # see _track_scores
+
+    def training_feature_sample(self, max_records: int = 512) -> torch.Tensor:
+        """Step features ``[N, c]`` of the training data (every step of cached rows; otherwise one frozen
+        backbone pass over at most ``max_records`` records): what a standardising head takes its statistics from."""
+        rows = self.train_dataset
+        if "step_features" not in rows[0]:
+            pad_id = getattr(self.processing_class, "pad_token_id", None) or 0
+            traces = [encode_record(r, self.processing_class, self.model, self.args.max_length) for r in rows[:max_records]]
+            return torch.cat(step_features_for_traces(self.model, traces, pad_id, self.args.feature_batch_size))
+        return torch.cat([r["step_features"] for r in rows])
 
     # -- configuration --------------------------------------------------------------------------------------------
     def _build_loss(self, args: SPRMTrainingArguments) -> tuple[Callable, dict]:
