@@ -1,0 +1,46 @@
+import math
+
+import pytest
+import torch
+
+from modeling_sprm.aggregation import aggregate
+
+SCORES = torch.tensor([[0.9, 0.5, 0.2, 0.0], [0.8, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+MASK = torch.tensor([[True, True, True, False], [True, False, False, False], [False, False, False, False]])
+
+
+@pytest.mark.parametrize(
+    "method, first_row",
+    [
+        ("geometric_mean", (0.9 * 0.5 * 0.2) ** (1 / 3)),  # 0.09 ** (1/3) = 0.4481
+        ("product", 0.9 * 0.5 * 0.2),  # 0.09
+        ("min", 0.2),
+        ("mean", (0.9 + 0.5 + 0.2) / 3),  # 0.5333
+        ("last", 0.2),
+    ],
+)
+def test_aggregations_by_hand(method, first_row):
+    out = aggregate(SCORES, MASK, method, empty_score=0.0)
+    assert out.shape == (3,)
+    assert out[0].item() == pytest.approx(first_row, rel=1e-6)
+    assert out[1].item() == pytest.approx(0.8, rel=1e-6)  # one step: every aggregation is that step's score
+    assert out[2].item() == 0.0  # no steps -> empty score (MetaStone-S1 returns 0)
+
+
+def test_empty_score_is_configurable_and_never_nan():
+    out = aggregate(SCORES, MASK, "geometric_mean", empty_score=0.25)
+    assert out[2].item() == 0.25
+    assert not torch.isnan(out).any()
+
+
+def test_geometric_mean_clamps_zero_scores_like_metastone():
+    scores = torch.tensor([[0.0, 1.0]])
+    out = aggregate(scores, torch.tensor([[True, True]]), "geometric_mean")
+    assert out.item() == pytest.approx(math.sqrt(1e-10), rel=1e-4)
+
+
+def test_bad_method_and_shape():
+    with pytest.raises(ValueError, match="unknown aggregation"):
+        aggregate(SCORES, MASK, "median")
+    with pytest.raises(ValueError, match="differ"):
+        aggregate(SCORES, MASK[:, :2], "mean")
