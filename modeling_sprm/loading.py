@@ -3,6 +3,7 @@ backbone. Used by the CLI, the demo and the benchmarks (not shipped as remote co
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -28,6 +29,8 @@ def quantization_config(quantization: str | None, compute_dtype: torch.dtype = t
         quant_type = "fp4" if quantization == "fp4" else "nf4"
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quant_type, bnb_4bit_compute_dtype=compute_dtype)
     if quantization == "8bit":
+        # bitsandbytes logs a warning on every 8-bit matmul with float32 inputs (cast to float16 on purpose)
+        logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
         return BitsAndBytesConfig(load_in_8bit=True)
     raise ValueError(f"quantization must be one of {QUANTIZATIONS} or None, got {quantization!r}")
 
