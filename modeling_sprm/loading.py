@@ -49,15 +49,21 @@ def load_tokenizer(model: SPRMForStepScoring, name_or_path: str | None = None):
 
 
 def load_model_and_tokenizer(
-    name_or_path: str | None = None, quantization: str | None = None, dtype: torch.dtype | None = None
+    name_or_path: str | None = None,
+    quantization: str | None = None,
+    dtype: torch.dtype | None = None,
+    device_map: str | dict | None = None,
 ) -> tuple[SPRMForStepScoring, object, str]:
     """Load ``(model, tokenizer, display_name)``. Without a name: the shipped default head on the embedded
-    SmolLM2 backbone, or, where no head ships, a fresh (untrained, seeded) head on it."""
+    SmolLM2 backbone, or, where no head ships, a fresh (untrained, seeded) head on it. ``quantization`` is one of
+    `QUANTIZATIONS` (4-bit compute in ``dtype``, float32 by default); ``device_map`` places the backbone."""
     kwargs = {}
     if quantization is not None:
-        kwargs["quantization_config"] = quantization_config(quantization)
+        kwargs["quantization_config"] = quantization_config(quantization, dtype or torch.float32)
     if dtype is not None:
         kwargs["dtype"] = dtype
+    if device_map is not None:
+        kwargs["device_map"] = device_map
     if name_or_path is None:
         if (DEFAULT_HEAD_DIR / "config.json").is_file():
             model = SPRMForStepScoring.from_pretrained(DEFAULT_HEAD_DIR, **kwargs)

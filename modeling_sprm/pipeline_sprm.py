@@ -86,6 +86,14 @@ def trace_result(trace: EncodedTrace, step_scores: list[float], score: float, th
     return result
 
 
+def _approximate_length(inputs: Any) -> int:
+    """Characters of an input's text fields: a cheap stand-in for its token count, to sort inputs by length."""
+    if not isinstance(inputs, collections.abc.Mapping):
+        return 0
+    return sum(len(v) if isinstance(v, str) else sum(len(s) for s in v if isinstance(s, str))
+               for v in inputs.values() if isinstance(v, (str, list, tuple)))
+
+
 def _collate(items: list[dict]) -> dict:
     return {"items": items}
 
@@ -93,6 +101,19 @@ def _collate(items: list[dict]) -> dict:
 class StepScoringPipeline(Pipeline):
     """Scores each step of a solution with an [`SPRMForStepScoring`] model, or generates candidates with the same
     model and scores them (task ``"step-scoring"``; see the module docstring)."""
+
+    def __call__(self, inputs: Any, *args, **kwargs):
+        # A list scored in batches is sorted by length first (and the results put back in input order), so that
+        # each padded batch holds inputs of similar length: less padding computed.
+        batch_size = kwargs.get("batch_size") or self._batch_size or 1
+        if isinstance(inputs, list) and 1 < batch_size < len(inputs):
+            order = sorted(range(len(inputs)), key=lambda i: _approximate_length(inputs[i]))
+            outputs = super().__call__([inputs[i] for i in order], *args, **kwargs)
+            restored = [None] * len(inputs)
+            for position, i in enumerate(order):
+                restored[i] = outputs[position]
+            return restored
+        return super().__call__(inputs, *args, **kwargs)
 
     def _sanitize_parameters(self, threshold: float | None = None, max_length: int | None = None, **kwargs):
         forward = {k: kwargs.pop(k) for k in GENERATION_PARAMS if k in kwargs}

@@ -50,6 +50,16 @@ def test_head_only_and_from_backbone_load_quantized(tiny_sprm, tmp_path):
     assert type(layer).__name__ == "Linear8bitLt" and fresh.score_head[0].weight.dtype == torch.float32
 
 
+def test_pipeline_loads_a_saved_model_quantized(tiny_sprm, tmp_path):
+    model, tokenizer = tiny_sprm
+    model.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    scorer = pipeline("step-scoring", model=str(tmp_path), trust_remote_code=True,
+                      model_kwargs={"quantization_config": quantization_config("nf4")})
+    assert_quantized_with_fp32_head(scorer.model, model, "4bit")
+    assert len(scorer({"question": QUESTION, "solution": SOLUTION})["steps"]) == 3
+
+
 def test_unknown_quantization_is_an_error():
     with pytest.raises(ValueError, match="quantization must be one of"):
         quantization_config("3bit")
