@@ -242,6 +242,208 @@ def format_generation_table(result: dict, model_name: str, threshold: float) -> 
     return "\n".join(lines)
 
 
+# -- sprm eval ----------------------------------------------------------------------------------------------------
+
+EVAL_HELP = """Evaluate a step scorer on a step-labelled data set: ProcessBench F1 (error_acc, correct_acc and their
+harmonic mean), step AUROC and outcome AUROC, per group (split or task) and averaged over groups.
+
+The threshold (a step scoring below it is a predicted error) is --threshold, else the model's config.threshold.
+Tuning it on the test data is not allowed: it inflates the F1. To tune it, pass a separate (training) data set
+with --threshold-from and --threshold-format; the threshold that maximises the F1 there is used on --data."""
+
+
+def add_eval_parser(subparsers) -> None:
+    from .data import LOADERS
+
+    p = subparsers.add_parser(
+        "eval", help="ProcessBench-style evaluation on a step-labelled data set", description=EVAL_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", help="SPRM folder or Hub id (default: the embedded SmolLM2 default)")
+    p.add_argument("--data", required=True, help="data folder or file (e.g. ../shared/data/processbench)")
+    p.add_argument("--format", required=True, choices=sorted(LOADERS), help="data format (see modeling_sprm.data)")
+    threshold = p.add_mutually_exclusive_group()
+    threshold.add_argument("--threshold", type=float, help="a step below this is a predicted error (default: the "
+                           "model's config.threshold)")
+    threshold.add_argument("--threshold-from", metavar="PATH", help="choose the threshold on this separate "
+                           "(training) data set instead")
+    p.add_argument("--threshold-format", choices=sorted(LOADERS), help="format of --threshold-from "
+                   "(default: --format)")
+    p.add_argument("--limit", type=int, help="evaluate at most this many records per group, drawn at random")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --limit draw (0)")
+    p.add_argument("--batch-size", type=int, default=8, help="solutions per forward pass (8)")
+    p.add_argument("--max-length", type=int, help="longest input in tokens (default: the model's)")
+    _add_quantization_argument(p)
+    p.add_argument("--device", help="where to run the model (default: cuda when available, else cpu)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(run=run_eval)
+
+
+def _load_eval_records(path: str, format: str, limit: int | None, seed: int, what: str) -> list[dict]:
+    from .data import DataFormatError, load_records
+    from .evaluation import sample_per_group
+
+    try:
+        records = load_records(path, format)
+    except (DataFormatError, FileNotFoundError) as err:
+        _fail(f"cannot load {what} {path} as {format}: {err}")
+    if not records:
+        _fail(f"{what} {path} holds no records")
+    return records if limit is None else sample_per_group(records, limit, seed)
+
+
+def run_eval(args) -> None:
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        _fail(f"--threshold must be in [0, 1], got {args.threshold}")
+    if args.threshold_format and not args.threshold_from:
+        _fail("--threshold-format needs --threshold-from")
+    if args.limit is not None and args.limit < 1:
+        _fail(f"--limit must be >= 1, got {args.limit}")
+    if args.threshold_from:
+        test, tune = Path(args.data).resolve(), Path(args.threshold_from).resolve()
+        if test == tune or test in tune.parents or tune in test.parents:
+            _fail(f"--threshold-from {args.threshold_from} overlaps --data {args.data}: tuning the threshold on the "
+                  "test data is not allowed; give a separate (training) data set")
+    records = _load_eval_records(args.data, args.format, args.limit, args.seed, "--data")
+
+    import torch
+
+    from .evaluation import choose_threshold_for_model, evaluate_model
+    from .loading import load_model_and_tokenizer, untrained_head_warning
+
+    model, tokenizer, name = load_model_and_tokenizer(args.model, quantization=args.quantization)
+    if (warning := untrained_head_warning(model, name)) is not None:
+        print(warning, file=sys.stderr)
+    if args.quantization is None:
+        model.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    threshold, source = args.threshold, "--threshold"
+    if args.threshold_from:
+        tune_format = args.threshold_format or args.format
+        tune_records = _load_eval_records(args.threshold_from, tune_format, args.limit, args.seed, "--threshold-from")
+        shared = {r["question"] for r in tune_records} & {r["question"] for r in records}
+        if shared:
+            print(f"warning: {len(shared)} questions of --threshold-from also appear in --data", file=sys.stderr)
+        try:
+            threshold = choose_threshold_for_model(model, tokenizer, tune_records, args.batch_size, args.max_length)
+        except ValueError as err:
+            _fail(f"cannot choose a threshold on --threshold-from {args.threshold_from}: {err}")
+        source = f"chosen on {args.threshold_from} ({tune_format})"
+    elif threshold is None:
+        threshold, source = model.config.threshold, "config.threshold"
+    report = evaluate_model(model, tokenizer, records, threshold, args.batch_size, args.max_length)
+    report.update(threshold_source=source, model=name, data=args.data, format=args.format)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(format_eval_table(report))
+
+
+def format_eval_table(report: dict) -> str:
+    def cell(value) -> str:
+        return "     -" if value is None else f"{value:6.3f}"
+
+    lines = [f"{'group':<20} {'n':>6}  {'error_acc':>9}  {'correct_acc':>11}  {'f1':>6}  {'step_auroc':>10}  "
+             f"{'outcome_auroc':>13}"]
+    rows = list(report["per_group"].items()) + [("mean over groups", report)]
+    for group, m in rows:
+        lines.append(f"{group or '(all)':<20} {m['n']:>6}  {cell(m['error_acc']):>9}  {cell(m['correct_acc']):>11}  "
+                     f"{cell(m['f1']):>6}  {cell(m['step_auroc']):>10}  {cell(m['outcome_auroc']):>13}")
+    lines.append(f"threshold: {report['threshold']:g} ({report['threshold_source']})   model: {report['model']}")
+    if report["truncated"]:
+        lines.append(f"{report['truncated']} inputs were longer than the model's context: their steps after the cut "
+                     "were not scored")
+    return "\n".join(lines)
+
+
+# -- sprm push ----------------------------------------------------------------------------------------------------
+
+
+def add_push_parser(subparsers) -> None:
+    p = subparsers.add_parser("push", help="upload a trained SPRM (and its demo Space) to the Hugging Face Hub")
+    p.add_argument("--repo-id", required=True, help="the model repo, e.g. you/sprm-smollm2")
+    p.add_argument("--space-id", help="also build the demo Space from demo/ and upload it here")
+    p.add_argument("--private", action="store_true", help="create the repos as private")
+    p.add_argument("--dry-run", metavar="DIR", help="write the repo folders to DIR/model and DIR/space; upload nothing")
+    p.add_argument("--model", help="SPRM checkpoint folder (default: the shipped default head)")
+    p.add_argument("--eval-results", help="evaluation results JSON for the card (default: MODEL/eval_results.json)")
+    p.add_argument("--training-info", help="training description JSON for the card (default: MODEL/training.json)")
+    p.add_argument("--demo-dir", help="the Space's source folder (default: demo/ of this checkout)")
+    p.add_argument("--license", default="apache-2.0", help="license id for both cards (apache-2.0)")
+    p.add_argument("--exist-ok", action="store_true", help="add a commit to repos that already exist")
+    p.set_defaults(run=run_push)
+
+
+def run_push(args) -> None:
+    from .hub import HubError, push
+
+    try:
+        push(
+            args.repo_id,
+            model=args.model,
+            space_id=args.space_id,
+            private=args.private,
+            dry_run=args.dry_run,
+            exist_ok=args.exist_ok,
+            eval_results=args.eval_results,
+            training_info=args.training_info,
+            demo_dir=args.demo_dir,
+            license=args.license,
+        )
+    except HubError as err:
+        _fail(str(err))
+
+
+# -- sprm convert -------------------------------------------------------------------------------------------------
+
+
+def add_convert_parser(subparsers) -> None:
+    p = subparsers.add_parser("convert", help="convert released PRM checkpoints to and from SPRM checkpoints")
+    families = p.add_subparsers(dest="family", required=True)
+    dtype_help = "dtype of the converted backbone: auto (the checkpoint's), float32, bfloat16 or float16"
+    for name, help_text in (
+        ("metastone", "MetaStone-S1 / XBai-o4 folder (Qwen2 safetensors + score_module.pt) -> SPRM"),
+        ("reasonflux", "ReasonFlux-PRM-1.5B style folder (causal LM + reward_head.pt) -> SPRM"),
+        ("token-classification", "TRL token-classification PRM or Qwen2.5-Math-PRM layout -> SPRM"),
+        ("to-metastone", "SPRM checkpoint -> MetaStone-S1 layout (backbone safetensors + score_module.pt)"),
+    ):
+        f = families.add_parser(name, help=help_text, description=help_text)
+        f.add_argument("src", metavar="SRC_DIR", help="the source checkpoint folder")
+        f.add_argument("dst", metavar="DST_DIR", help="where to write (must be empty or not exist)")
+        if name == "to-metastone":
+            f.add_argument("--head-dtype", help="dtype of score_module.pt (default: the dtype it was converted from)")
+        else:
+            dtypes = ["auto", "float32", "bfloat16", "float16"]
+            f.add_argument("--dtype", default="auto", choices=dtypes, help=dtype_help)
+        if name == "token-classification":
+            f.add_argument("--separator", help='step separator (default: "<extra_0>" for a Qwen2.5-Math-PRM head, '
+                           'else TRL\'s "\\n")')
+            f.add_argument("--prompt", choices=["chat", "plain"], help="chat template or question + separator "
+                           "(default: chat for a Qwen2.5-Math-PRM head, plain for TRL)")
+            f.add_argument("--system-prompt", help="system turn of the chat prompt ('' for none; default: the "
+                           "Qwen2.5-Math-PRM card's)")
+            f.add_argument("--backbone-type", help="transformers model type of the backbone (e.g. qwen2) when "
+                           "config.json names a custom one")
+        f.set_defaults(run=run_convert)
+
+
+def run_convert(args) -> None:
+    from . import conversion
+
+    try:
+        if args.family == "to-metastone":
+            dst = conversion.export_metastone(args.src, args.dst, head_dtype=args.head_dtype)
+        else:
+            options = {"dtype": args.dtype}
+            if args.family == "token-classification":
+                options.update(separator=args.separator, prompt=args.prompt, backbone_type=args.backbone_type)
+                if args.system_prompt is not None:
+                    options["system_prompt"] = args.system_prompt
+            dst = conversion.convert(args.family, args.src, args.dst, **options)
+    except (conversion.ConversionError, OSError) as err:
+        _fail(str(err))
+    print(f"wrote {dst}")
+
+
 # -----------------------------------------------------------------------------------------------------------------
 
 
@@ -251,6 +453,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_score_parser(subparsers)
     add_bon_parser(subparsers)
     add_search_parser(subparsers)
+    add_eval_parser(subparsers)
+    add_push_parser(subparsers)
+    add_convert_parser(subparsers)
     return parser
 
 

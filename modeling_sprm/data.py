@@ -180,19 +180,19 @@ def _json_list_rows(file: Path) -> Iterator[tuple[int, str, dict]]:
 
 
 def _dataset_rows(dataset, name: str, splits: Sequence[str] | None) -> Iterator[tuple[str, int, str, dict]]:
-    """``(group, row number, where, row)`` for a ``datasets.Dataset`` (group ``""``) or each split of a
-    ``DatasetDict``."""
+    """``(group, row number, where, row)`` for a ``datasets.Dataset`` (group = the folder name) or each split of a
+    ``DatasetDict`` (group = the split)."""
     import datasets
 
     if isinstance(dataset, datasets.Dataset):
-        parts = {"": dataset}
+        parts = {Path(name).name: dataset}
     else:
         missing = [s for s in splits or () if s not in dataset]
         if missing:
             raise DataFormatError(f"{name}: no split {missing[0]!r} (it has {sorted(dataset)})")
         parts = {s: dataset[s] for s in (splits or sorted(dataset))}
     for split, part in parts.items():
-        label = f"{name}[{split}]" if split else name
+        label = name if isinstance(dataset, datasets.Dataset) else f"{name}[{split}]"
         for i, row in enumerate(part):
             yield split, i, f"{label} row {i}", row
 
@@ -204,8 +204,11 @@ def read_rows(
 
     * a ``.jsonl`` file (or a ``.json`` file holding one list): group = the file name without extension;
     * a folder of ``.jsonl`` files: each file is a group (``splits`` picks the files ``{split}.jsonl``);
-    * a folder written by ``datasets``' ``save_to_disk``: group = the split name (``""`` for a single split);
+    * a folder written by ``datasets``' ``save_to_disk``: group = the split name (the folder name for a single
+      ``Dataset``);
     * otherwise a Hugging Face Hub data set id, loaded with ``datasets.load_dataset(path, config)``: group = split.
+
+    In ``datasets`` tables every row has every column, so a field that is None counts as absent everywhere.
     """
     root = Path(path)
     if root.is_file():
@@ -246,9 +249,15 @@ def read_rows(
 
 
 def _require(row: dict, fields: Iterable[str], at: str) -> None:
+    """Each field is present and not null."""
     for field in fields:
-        if field not in row:
+        if row.get(field) is None:
             raise DataFormatError(f"{at}: missing field {field!r}")
+
+
+def _optional(row: dict, field: str, default: Any) -> Any:
+    value = row.get(field)
+    return default if value is None else value
 
 
 def _check_label(value: Any, field: str, at: str) -> float:
@@ -274,17 +283,17 @@ def load_outcome(path: str, splits: Sequence[str] | None = None) -> list[dict]:
     records = []
     for group, i, at, row in read_rows(path, splits):
         _require(row, ("question", "label"), at)
-        if ("steps" in row) == ("solution" in row):
+        if (row.get("steps") is None) == (row.get("solution") is None):
             raise DataFormatError(f"{at}: exactly one of the fields 'steps' and 'solution' must be given")
-        truncated = row.get("truncated", False)
+        truncated = _optional(row, "truncated", False)
         if not isinstance(truncated, bool):
             raise DataFormatError(f"{at}: field 'truncated' must be true or false, got {truncated!r}")
         step_labels = row.get("step_labels")
-        if step_labels is not None and "steps" not in row:
+        if step_labels is not None and row.get("steps") is None:
             raise DataFormatError(f"{at}: field 'step_labels' needs 'steps' (labels are per given step)")
         record = make_record(
-            id=row.get("id", f"{group}-{i}"),
-            group=row.get("group", group),
+            id=_optional(row, "id", f"{group}-{i}"),
+            group=_optional(row, "group", group),
             question=row["question"],
             steps=row.get("steps"),
             solution=row.get("solution"),
@@ -323,13 +332,13 @@ def load_trl(path: str, splits: Sequence[str] | None = None) -> list[dict]:
                 f"{at}: field 'labels' must be a list with one label per completion ({len(completions)}), "
                 f"got {labels!r}"
             )
-        step_labels = [_check_label(label, f"labels[{i}]", at) for i, label in enumerate(labels)]
+        step_labels = [_check_label(label, f"labels[{k}]", at) for k, label in enumerate(labels)]
         outcome = row.get("outcome_label")
         outcome = min(step_labels) if outcome is None else _check_label(outcome, "outcome_label", at)
         records.append(
             make_record(
-                id=row.get("id", f"{group}-{i}"),
-                group=row.get("group", group),
+                id=_optional(row, "id", f"{group}-{i}"),
+                group=_optional(row, "group", group),
                 question=row["prompt"],
                 steps=completions,
                 outcome_label=outcome,
@@ -344,8 +353,8 @@ def load_trl(path: str, splits: Sequence[str] | None = None) -> list[dict]:
 def to_trl(records: Iterable[dict]) -> list[dict]:
     """Records -> TRL stepwise-supervision rows ``{"prompt", "completions", "labels"}`` (float labels kept).
 
-    TRL has no "unknown" label, so the steps after the last known label of a leading run of known labels are left
-    out (ProcessBench-style labels ``[1, 1, 0, None]`` -> 3 completions). Records without step labels raise.
+    TRL has no "unknown" label, so only the steps before the first unknown one are kept (ProcessBench-style labels
+    ``[1, 1, 0, None]`` -> 3 completions). Records without step labels raise.
     """
     rows = []
     for record in records:
@@ -439,7 +448,8 @@ def load_bbm(path: str, tasks: Iterable[str] = BBM_TASKS) -> list[dict]:
     equality) -> outcome label, ``mistake_index`` (0-based first logical mistake, null = none) -> step labels.
 
     ``path``: a folder with ``{task}.jsonl`` files (the upstream repository layout). Whitespace-only steps
-    (one upstream row has one) are dropped, with ``mistake_index`` moved accordingly. Group = the task.
+    (one upstream row has one) are dropped, with ``mistake_index`` moved accordingly; a null ``answer`` (one
+    upstream row) counts as wrong. Group = the task.
     """
     records = []
     for task in tasks:
@@ -447,14 +457,18 @@ def load_bbm(path: str, tasks: Iterable[str] = BBM_TASKS) -> list[dict]:
         if not file.is_file():
             raise FileNotFoundError(f"BIG-Bench Mistake task file {file} not found")
         for i, at, row in _jsonl_rows(file):
-            _require(row, ("input", "steps", "answer", "target", "mistake_index"), at)
+            _require(row, ("input", "steps", "target"), at)
+            for field in ("answer", "mistake_index"):  # null is a value here: no answer / no mistake
+                if field not in row:
+                    raise DataFormatError(f"{at}: missing field {field!r}")
             steps = _bbm_steps(row["steps"], at)
             mistake = row["mistake_index"]
             first_error = -1 if mistake is None else mistake
             if isinstance(first_error, bool) or not isinstance(first_error, int) or not -1 <= first_error < len(steps):
                 raise DataFormatError(f"{at}: field 'mistake_index' must be null or a step index, got {mistake!r}")
             steps, first_error = drop_empty_steps(steps, first_error)
-            correct = " ".join(str(row["answer"]).split()) == " ".join(str(row["target"]).split())
+            answer = row["answer"]  # null when the trace gave no answer (one upstream row): wrong
+            correct = answer is not None and " ".join(str(answer).split()) == " ".join(str(row["target"]).split())
             records.append(
                 make_record(
                     id=f"{task}-{i}",

@@ -86,10 +86,12 @@ def extract_step_features(
     batch_size: int = 8,
     max_length: int | None = None,
     cache_dir: str | Path | None = None,
+    chunk_size: int | None = None,
 ):
     """Run the frozen backbone once over ``records`` (a list of record dicts or a ``datasets.Dataset``) and
     return a ``datasets.Dataset`` with the step features (see the module docstring). With ``cache_dir``, the
-    result is saved under a key of everything it depends on and loaded from there next time."""
+    result is saved under a key of everything it depends on and loaded from there next time; with ``chunk_size``
+    too, each chunk of that many records is cached as soon as it is done, so an interrupted run resumes."""
     import datasets
 
     if isinstance(records, datasets.Dataset):
@@ -97,6 +99,15 @@ def extract_step_features(
     records = list(records)
     if not records:
         raise ValueError("no records to extract features from")
+    if chunk_size is not None and len(records) > chunk_size:
+        parts = [
+            extract_step_features(
+                model, tokenizer, records[i : i + chunk_size], batch_size=batch_size, max_length=max_length,
+                cache_dir=cache_dir,
+            )
+            for i in range(0, len(records), chunk_size)
+        ]
+        return datasets.concatenate_datasets(parts)
     max_length = max_length or default_max_length(model)
     key = cache_key(model, records, max_length)
     target = Path(cache_dir) / f"step-features-{key}" if cache_dir is not None else None

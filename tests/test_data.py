@@ -312,7 +312,16 @@ def test_outcome_from_saved_datasets(tmp_path):
     datasets.Dataset.from_list(rows).save_to_disk(str(tmp_path / "one"))
     one = load_outcome(str(tmp_path / "one"))
     assert [r["solution"] for r in one] == [rows[0]["solution"], rows[1]["solution"]]
-    assert [r["id"] for r in one] == ["-0", "-1"] and one[0]["group"] == ""
+    assert [r["id"] for r in one] == ["one-0", "one-1"] and one[0]["group"] == "one"
+    # A table mixing solutions and steps: every row has both columns, the missing one None.
+    mixed = [
+        {**rows[0], "steps": None, "step_labels": None},
+        {"question": "Q?", "solution": None, "steps": ["a.", "b."], "label": 1.0, "step_labels": [1.0, 0.0]},
+    ]
+    datasets.Dataset.from_list(mixed).save_to_disk(str(tmp_path / "mixed"))
+    both_kinds = load_outcome(str(tmp_path / "mixed"))
+    assert both_kinds[0]["steps"] is None and both_kinds[0]["solution"] == rows[0]["solution"]
+    assert both_kinds[1]["steps"] == ["a.", "b."] and both_kinds[1]["first_error"] == 1
     dd = datasets.DatasetDict({"train": datasets.Dataset.from_list(rows), "test": datasets.Dataset.from_list(rows[:1])})
     dd.save_to_disk(str(tmp_path / "dict"))
     both = load_outcome(str(tmp_path / "dict"))
@@ -410,3 +419,11 @@ def test_load_records_dispatch():
     with pytest.raises(ValueError, match="unknown data format 'csv'"):
         load_records("x", "csv")
     assert len(load_records(str(FIXTURES / "bbm"), "bbm", tasks=["word_sorting"])) == 4
+
+
+def test_bbm_null_answer_counts_as_wrong(tmp_path):
+    row = {"input": "Sort: b a", "steps": ["a comes first.", "So: a b."], "target": "a b", "answer": None,
+           "mistake_index": None}
+    (tmp_path / "word_sorting.jsonl").write_text(json.dumps(row) + "\n")
+    [record] = load_bbm(str(tmp_path), tasks=["word_sorting"])
+    assert record["outcome_label"] == 0.0 and record["first_error"] == -1
