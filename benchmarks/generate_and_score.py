@@ -93,11 +93,17 @@ def section_timing(model, tokenizer, rows, args) -> dict:
         "same_tokens_in_both_arms": f"{same}/{total}",
         "seconds": {"generate_only": gen.total, "generate_and_score": gen_score.total,
                     "reencode_batched": reencode_batched.total, "reencode_one_at_a_time": reencode_single.total},
+        "cpu_seconds": {"generate_only": gen.cpu_total, "generate_and_score": gen_score.cpu_total,
+                        "reencode_batched": reencode_batched.cpu_total,
+                        "reencode_one_at_a_time": reencode_single.cpu_total},
         "ratio_generate_and_score_to_generate_only": gen_score.total / gen.total,
         "ratio_per_question": per_question,
+        "cpu_ratio_generate_and_score_to_generate_only": gen_score.cpu_total / gen.cpu_total,
         "ratio_generate_then_reencode_batched_to_generate_only": (gen.total + reencode_batched.total) / gen.total,
         "ratio_generate_then_reencode_one_at_a_time_to_generate_only":
             (gen.total + reencode_single.total) / gen.total,
+        "cpu_ratio_generate_then_reencode_one_at_a_time_to_generate_only":
+            (gen.cpu_total + reencode_single.cpu_total) / gen.cpu_total,
         "goal": "generate_and_score / generate_only <= 1.05",
     }
 
@@ -124,8 +130,11 @@ def section_batched(model, tokenizer, rows, args) -> dict:
         "setup": {"solutions": len(inputs), "steps": len(single), "repeats": args.repeats,
                   "tokens_per_solution": _token_counts(tokenizer, model, inputs)},
         "median_seconds": {name: t.median for name, t in timers.items()},
+        "median_cpu_seconds": {name: t.cpu_median for name, t in timers.items()},
         "speedup_batch_16_vs_one_at_a_time": timers["one_at_a_time"].median / timers["batch_size_16"].median,
         "speedup_batch_64_vs_one_at_a_time": timers["one_at_a_time"].median / timers["batch_size_64"].median,
+        "cpu_speedup_batch_16_vs_one_at_a_time":
+            timers["one_at_a_time"].cpu_median / timers["batch_size_16"].cpu_median,
         "max_abs_step_score_difference_vs_one_at_a_time": agreement,
         "goal": "batched >= 4x one at a time",
     }
@@ -168,7 +177,8 @@ def section_quantization(rows, args) -> dict:
         for group in groups:
             results = scorer({"question": group["question"], "solutions": group["solutions"]})
             picks.append(max(range(len(results)), key=lambda i: (results[i]["score"], -i)))
-        entry = {"backbone_memory_bytes": memory, "score_seconds": timer.total, "head_trained": head_trained,
+        entry = {"backbone_memory_bytes": memory, "score_seconds": timer.total, "score_cpu_seconds": timer.cpu_total,
+                 "head_trained": head_trained,
                  "head_dtype": str(model.score_head[0].weight.dtype), "bon_picks": picks}
         if reference is None:
             reference = {"memory": memory, "steps": step_scores, "solutions": solution_scores, "picks": picks}

@@ -2,8 +2,9 @@
 bitsandbytes 8-bit and 4-bit (nf4) backbones, each with the SPRM head in float32, it measures
 
 * memory: the backbone's weight footprint and the peak CUDA memory while scoring and generating;
-* speed: step-scoring throughput (solutions per second, batch 16) and Best-of-N throughput (generated tokens per
-  second, scores from captured features), next to plain ``generate()`` for the capture overhead;
+* speed: step-scoring throughput (solutions per second, batch 16, and its speed-up over one solution per call) and
+  Best-of-N throughput (generated tokens per second, scores from captured features), next to plain ``generate()``
+  for the capture overhead;
 * agreement with the float16 model: Spearman over step scores, and Best-of-N picks on candidates sampled once.
 
     python benchmarks/gpu_check.py --model PATH            # on the GPU machine -> results/gpu_check_cuda.json
@@ -61,6 +62,7 @@ def check_precision(name: str, args, solutions: list[dict], groups: list[dict] |
     scorer = pipeline("step-scoring", model=model, tokenizer=tokenizer)
     scorer(solutions[:2], batch_size=2)  # warm-up
     scored, score_seconds = timed(args.device, lambda: scorer(solutions, batch_size=16))
+    _, single_seconds = timed(args.device, lambda: [scorer(x) for x in solutions])
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens)
     question = solutions[0]["question"]
     bon, bon_seconds = timed(args.device, lambda: best_of_n(model, tokenizer, question,
@@ -84,6 +86,7 @@ def check_precision(name: str, args, solutions: list[dict], groups: list[dict] |
         "head_dtype": str(model.score_head[0].weight.dtype),
         "peak_cuda_memory_bytes": torch.cuda.max_memory_allocated() if cuda else None,
         "score_solutions_per_second": len(solutions) / score_seconds,
+        "score_batch_16_speedup_vs_one_at_a_time": single_seconds / score_seconds,
         "best_of_n_tokens_per_second": tokens / bon_seconds,
         "best_of_n_seconds": bon_seconds,
         "generate_only_seconds": generate_seconds,
