@@ -33,6 +33,7 @@ from prm_protocols import (
     Method,
     constant_baseline,
     folds,
+    head_for,
     load_rows,
     machine_info,
     metrics,
@@ -67,9 +68,10 @@ def evaluate_heads(model, rows, methods, seeds, budget, noise=None, baselines=Tr
                     fit = noisy_rows(fit, noise[1], noise[0], seed)
                 for method in methods:
                     start = time.time()
-                    train_head(model, method, fit, seed, budget, tmp)
-                    threshold = pick_threshold(score_rows(model, validation), validation)
-                    result = metrics(score_rows(model, test_rows), test_rows, threshold)
+                    head = head_for(model, method)
+                    train_head(head, method, fit, seed, budget, tmp)
+                    threshold = pick_threshold(score_rows(head, validation), validation)
+                    result = metrics(score_rows(head, test_rows), test_rows, threshold)
                     result["threshold"] = threshold
                     results.setdefault(method.name, {}).setdefault(test_group, []).append(result)
                     log(f"  {test_group:<26} seed {seed} {method.name:<16} F1 {_fmt(result['f1'])} "
@@ -122,7 +124,9 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     protocols = list(result["protocols"])
-    fig, axes = plt.subplots(1, len(protocols) + (1 if result.get("noise") else 0), figsize=(5 * (len(protocols) + 1), 4))
+    panels = len(protocols) + (1 if result.get("noise") else 0)
+    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4), squeeze=False)
+    axes = axes[0]
     names = [m.name for m in METHODS] + BASELINES
     colors = {"sprm": "#d62728", "outcome_bce": "#ff7f0e", "step_supervised": "#2ca02c", "position_only": "#7f7f7f",
               "random": "#bcbd22", "constant": "#c7c7c7"}

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from transformers.trainer_callback import PrinterCallback
 
 from modeling_sprm.data import load_bbm, load_processbench
 from modeling_sprm.evaluation import choose_threshold, outcome_auroc, predict_first_error, processbench_f1, step_auroc
@@ -115,6 +116,7 @@ class Method:
     loss: str
     loss_options: dict = field(default_factory=dict)
     args: dict = field(default_factory=dict)  # SPRMTrainingArguments overrides (e.g. spr_warmup_steps)
+    feature_normalization: str = "none"  # "none" (MetaStone-S1's head) or "standardize"
 
 
 @dataclass
@@ -125,8 +127,25 @@ class Budget:
     weight_decay: float = 0.01
 
 
+def head_for(model, method: Method):
+    """The SPRM to train for ``method``: ``model`` itself, or a second SPRM on the same (frozen) backbone whose
+    head standardises its features."""
+    if method.feature_normalization == model.config.feature_normalization:
+        return model
+    cache = model.__dict__.setdefault("_heads_by_normalization", {})
+    if method.feature_normalization not in cache:
+        from modeling_sprm import SPRMForStepScoring
+
+        cache[method.feature_normalization] = SPRMForStepScoring.from_backbone(
+            model.backbone, backbone_name_or_path=model.config.backbone_name_or_path,
+            feature_normalization=method.feature_normalization,
+        )
+    return cache[method.feature_normalization]
+
+
 def train_head(model, method: Method, rows: list[dict], seed: int, budget: Budget, output_dir: str) -> None:
-    """Train a fresh head (seeded) on cached-feature ``rows`` with the package's trainer for ``method``."""
+    """Train a fresh head (seeded) on cached-feature ``rows`` with the package's trainer for ``method``; ``model``
+    must be ``head_for(...)`` of the method."""
     model.config.head_training = None  # a fresh head: the trainer re-initialises it from the seed
     args = SPRMTrainingArguments(
         output_dir=output_dir,
@@ -148,6 +167,7 @@ def train_head(model, method: Method, rows: list[dict], seed: int, budget: Budge
     )
     trainer_class = SPRMTrainer if method.labels == "outcome" else StepSupervisedTrainer
     trainer = trainer_class(model, args, train_dataset=rows)
+    trainer.remove_callback(PrinterCallback)  # no per-run log lines; the experiment prints its own
     trainer.train()
     model.eval()
 

@@ -444,6 +444,84 @@ def run_convert(args) -> None:
     print(f"wrote {dst}")
 
 
+# -- sprm train ---------------------------------------------------------------------------------------------------
+
+
+def add_train_parser(subparsers) -> None:
+    # The training flags come from SPRMTrainingArguments (HfArgumentParser), built only when `sprm train` runs.
+    p = subparsers.add_parser(
+        "train", help="train an SPRM head (run `sprm train --help` for all flags)", add_help=False
+    )
+    p.set_defaults(run=run_train, takes_extra_args=True)
+
+
+def build_train_parser():
+    from transformers import HfArgumentParser
+
+    from .data import LOADERS
+    from .trainer import LABEL_KINDS, SPRMTrainingArguments
+
+    p = HfArgumentParser(
+        SPRMTrainingArguments,
+        prog="sprm train",
+        description="Train an SPRM head and save a head-only checkpoint (plus training_log.json and "
+        "score_curves.png) that `sprm score --model DIR` uses. The flags after the first group are "
+        "SPRMTrainingArguments (transformers TrainingArguments plus the SPRM ones).",
+    )
+    g = p.add_argument_group("sprm train")
+    g.add_argument("--data", required=True, help="the training data: a file, folder or Hub id (see --format)")
+    g.add_argument("--format", required=True, choices=sorted(LOADERS), help="the data format (modeling_sprm.data)")
+    g.add_argument("--labels", choices=LABEL_KINDS, default="outcome",
+                   help="learn from outcome labels (SPRMTrainer, default) or step labels (StepSupervisedTrainer)")
+    g.add_argument("--output", required=True, help="folder for the checkpoint (sets --output_dir)")
+    g.add_argument("--model", help="a causal LM to put a fresh head on, or an SPRM to train further "
+                   "(default: the embedded SmolLM2-135M-Instruct)")
+    g.add_argument("--eval-data", help="held-out data in the same format, for the score curves and metrics")
+    g.add_argument("--eval-fraction", type=float, default=0.0,
+                   help="without --eval-data, hold out this fraction of --data (seeded by --seed)")
+    g.add_argument("--limit", type=int, help="use only the first N records (quick runs)")
+    g.add_argument("--resume", nargs="?", const="last", metavar="CHECKPOINT",
+                   help="resume from a Trainer checkpoint folder (or the last one in --output)")
+    return p
+
+
+def run_train(args) -> None:
+    import dataclasses
+
+    from .trainer import SPRMTrainingArguments, train_head
+
+    parser = build_train_parser()
+    ns = parser.parse_args(args.extra)
+    fields = {f.name for f in dataclasses.fields(SPRMTrainingArguments) if f.init}
+    values = {k: v for k, v in vars(ns).items() if k in fields}
+    values["output_dir"] = ns.output
+    held_out = ns.eval_data is not None or ns.eval_fraction > 0
+    if held_out and values["eval_strategy"] == "no":
+        values["eval_strategy"] = "epoch"  # score curves on the held-out data after every epoch
+    resume = ns.resume
+    if resume == "last":
+        from transformers.trainer_utils import get_last_checkpoint
+
+        resume = get_last_checkpoint(ns.output) if Path(ns.output).is_dir() else None
+        if resume is None:
+            _fail(f"--resume: no checkpoint-* folder in {ns.output}")
+    try:
+        training_args = SPRMTrainingArguments(**values)
+        train_head(
+            training_args,
+            data=ns.data,
+            format=ns.format,
+            labels=ns.labels,
+            model_name_or_path=ns.model,
+            eval_data=ns.eval_data,
+            eval_fraction=ns.eval_fraction,
+            limit=ns.limit,
+            resume_from_checkpoint=resume,
+        )
+    except (ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+
+
 # -----------------------------------------------------------------------------------------------------------------
 
 
@@ -456,11 +534,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parser(subparsers)
     add_push_parser(subparsers)
     add_convert_parser(subparsers)
+    add_train_parser(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "takes_extra_args", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.extra = extra
     args.run(args)
 
 

@@ -26,6 +26,12 @@ class SPRMConfig(PretrainedConfig):
             The head is `Linear(c, m*c) -> ReLU -> Dropout -> Linear(m*c, 1)` with `c` the backbone hidden size.
         head_dropout (`float`, defaults to 0.5):
             Dropout inside the head (active in training only).
+        feature_normalization (`str`, defaults to `"none"`):
+            `"standardize"` subtracts a per-feature mean and divides by a per-feature standard deviation (buffers of
+            the head, set by the trainers from the training features) before the head's first layer. The function
+            class is the same (it folds exactly into the first Linear layer, see `SPRMHead.folded_state_dict`), but
+            training is not: SmolLM2's `hidden_states[-2]` has one feature near 560 (dimension 17), so a fresh head
+            on raw features starts with saturated scores. `"none"` is MetaStone-S1's head.
         feature_layer (`int`, defaults to -2):
             Index into the backbone's `hidden_states` tuple whose features the head reads. -2 is the raw output of
             the second-to-last decoder layer (MetaStone-S1); -1 the final-norm output; 0 the embeddings.
@@ -80,6 +86,7 @@ class SPRMConfig(PretrainedConfig):
     text_config: dict | PretrainedConfig | None = None
     head_hidden_multiplier: int = 2
     head_dropout: float = 0.5
+    feature_normalization: Literal["none", "standardize"] = "none"
     feature_layer: int = -2
     step_delimiters: list[str] = field(default_factory=lambda: [".\n\n"])
     score_offset: int = -1
@@ -112,6 +119,8 @@ class SPRMConfig(PretrainedConfig):
             raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
         if self.head_hidden_multiplier < 1:
             raise ValueError(f"head_hidden_multiplier must be >= 1, got {self.head_hidden_multiplier}")
+        if self.feature_normalization not in ("none", "standardize"):
+            raise ValueError(f"feature_normalization must be 'none' or 'standardize', got {self.feature_normalization!r}")
         if not 0.0 <= self.head_dropout < 1.0:
             raise ValueError(f"head_dropout must be in [0, 1), got {self.head_dropout}")
         n_layers = self.text_config.num_hidden_layers

@@ -284,7 +284,8 @@ def export_metastone(src: str | Path, dst: str | Path, head_dtype: str | None = 
         raise ConversionError(f"head dtype must be a torch floating point dtype name, got {head_dtype!r}")
     model.backbone.save_pretrained(dst)
     tokenizer.save_pretrained(dst)
-    state = {k: v.detach().to("cpu", dtype).clone() for k, v in model.score_head.state_dict().items()}
+    # A standardising head folds its feature statistics into the first layer: MetaStone's four weights.
+    state = {k: v.to("cpu", dtype) for k, v in model.score_head.folded_state_dict().items()}
     torch.save(state, dst / METASTONE_HEAD_FILE)
     return dst
 

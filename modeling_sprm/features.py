@@ -130,7 +130,9 @@ def extract_step_features(
             "trace_truncated": [t.truncated for t in traces],
         }
 
-    dataset = datasets.Dataset.from_list(records)
+    # from_list takes its columns from the first row: give every row every field (None where missing).
+    fields = list(dict.fromkeys(k for record in records for k in record))
+    dataset = datasets.Dataset.from_list([{k: record.get(k) for k in fields} for record in records])
     features = dataset.features.copy()
     features["step_features"] = datasets.Array2D(shape=(None, hidden), dtype="float32")
     features["num_steps"] = datasets.Value("int32")

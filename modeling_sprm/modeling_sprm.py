@@ -48,16 +48,45 @@ _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revi
 class SPRMHead(nn.Sequential):
     """MetaStone-S1's step-scoring head: ``Linear(c, m*c) -> ReLU -> Dropout(p) -> Linear(m*c, 1)``.
 
-    The module indices (0 and 3 hold weights) match MetaStone-S1's ``score_module.pt`` keys.
-    Input ``[..., c]`` features, output ``[...]`` step logits.
+    The module indices (0 and 3 hold weights) match MetaStone-S1's ``score_module.pt`` keys. With
+    ``standardize=True`` the features are first standardised with the buffers ``feature_mean`` and ``feature_std``
+    (``[c]``, set by ``set_feature_statistics``). Input ``[..., c]`` features, output ``[...]`` step logits.
     """
 
-    def __init__(self, hidden_size: int, multiplier: int = 2, dropout: float = 0.5):
+    def __init__(self, hidden_size: int, multiplier: int = 2, dropout: float = 0.5, standardize: bool = False):
         inner = multiplier * hidden_size
         super().__init__(nn.Linear(hidden_size, inner), nn.ReLU(), nn.Dropout(dropout), nn.Linear(inner, 1))
+        self.standardize = standardize
+        if standardize:
+            self.register_buffer("feature_mean", torch.zeros(hidden_size))
+            self.register_buffer("feature_std", torch.ones(hidden_size))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        if self.standardize:
+            features = (features - self.feature_mean) / self.feature_std
         return super().forward(features).squeeze(-1)
+
+    @torch.no_grad()
+    def set_feature_statistics(self, features: torch.Tensor) -> None:
+        """Per-feature mean and standard deviation of ``features`` (``[N, c]``, e.g. every training step)."""
+        if not self.standardize:
+            raise ValueError("this head does not standardize its features (feature_normalization='none')")
+        if features.dim() != 2 or features.shape[0] < 2 or features.shape[1] != self.feature_mean.shape[0]:
+            raise ValueError(f"need [N >= 2, {self.feature_mean.shape[0]}] features, got {tuple(features.shape)}")
+        values = features.double()
+        self.feature_mean.copy_(values.mean(0).to(self.feature_mean))
+        self.feature_std.copy_(values.std(0).clamp(min=1e-6).to(self.feature_std))
+
+    @torch.no_grad()
+    def folded_state_dict(self) -> dict[str, torch.Tensor]:
+        """The four weights of an equivalent head without standardisation (MetaStone-S1's layout):
+        ``W (x - mu) / sigma + b = (W / sigma) x + (b - W mu / sigma)``."""
+        state = {k: v.detach().clone() for k, v in self.state_dict().items() if not k.startswith("feature_")}
+        if self.standardize:
+            weight = self[0].weight / self.feature_std
+            state["0.weight"] = weight
+            state["0.bias"] = self[0].bias - weight @ self.feature_mean
+        return state
 
 
 @dataclass
@@ -105,7 +134,12 @@ class SPRMForStepScoring(PreTrainedModel, GenerationMixin):
     def __init__(self, config: SPRMConfig, backbone: PreTrainedModel | None = None):
         super().__init__(config)
         self.backbone = backbone if backbone is not None else AutoModelForCausalLM.from_config(config.text_config)
-        self.score_head = SPRMHead(config.text_config.hidden_size, config.head_hidden_multiplier, config.head_dropout)
+        self.score_head = SPRMHead(
+            config.text_config.hidden_size,
+            config.head_hidden_multiplier,
+            config.head_dropout,
+            standardize=config.feature_normalization == "standardize",
+        )
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -176,10 +210,13 @@ class SPRMForStepScoring(PreTrainedModel, GenerationMixin):
             `(step_logits, step_scores, scores)` of shapes `[batch, num_steps]`, `[batch, num_steps]`, `[batch]`;
             computed in float32 whatever the backbone's dtype.
         """
-        step_mask = step_mask.bool()
         head_param = self.score_head[0].weight
-        logits = self.score_head(step_features.to(device=head_param.device, dtype=head_param.dtype)).float()
-        logits = logits.masked_fill(~step_mask, 0.0)
+        step_mask = step_mask.bool().to(head_param.device)
+        # The head runs on existing steps only: padding costs nothing, and head dropout draws the same random
+        # numbers whatever the padding (so cached-feature and backbone batches train identically).
+        logits = torch.zeros(step_mask.shape, dtype=torch.float32, device=head_param.device)
+        features = step_features.to(device=head_param.device, dtype=head_param.dtype)
+        logits = logits.masked_scatter(step_mask, self.score_head(features[step_mask]).float())
         step_scores = torch.sigmoid(logits).masked_fill(~step_mask, 0.0)
         scores = aggregate(step_scores, step_mask, self.config.aggregation, self.config.empty_solution_score)
         return logits, step_scores, scores

@@ -64,3 +64,14 @@ def tiny_sprm(smollm2_tokenizer):
     backbone = make_tiny_backbone(len(smollm2_tokenizer), smollm2_tokenizer.pad_token_id)
     torch.manual_seed(1)
     return SPRMForStepScoring.from_backbone(backbone, backbone_name_or_path="tiny-random-llama"), smollm2_tokenizer
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Run a module's small tensor work on one torch thread: as fast on an idle machine, and far faster on a busy
+    one (two threads spinning on two shared cores made tiny-model training 30x slower here). Use with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -1,0 +1,184 @@
+"""The training losses against numbers computed by hand (math, not torch, on the right-hand side)."""
+
+import math
+import threading
+
+import pytest
+import torch
+
+from modeling_sprm.losses import LOSSES, get_loss, outcome_bce, spr_loss, step_bce
+
+EPS = 1e-5
+
+
+def bce(z: float, t: float) -> float:
+    p = 1 / (1 + math.exp(-z))
+    return -t * math.log(p) - (1 - t) * math.log(1 - p)
+
+
+# Two solutions: the first right (y=1) with three steps, the second wrong (y=0) with two steps and one pad.
+LOGITS = torch.tensor([[2.0, -1.0, 0.5], [0.3, -0.2, 0.0]])
+MASK = torch.tensor([[True, True, True], [True, True, False]])
+Y = torch.tensor([1.0, 0.0])
+
+
+def test_spr_filter_keeps_steps_whose_pseudo_label_agrees_with_the_outcome():
+    # y=1: z=2 and z=0.5 predict "right" (kept), z=-1 predicts "wrong" (dropped).
+    # y=0: z=-0.2 predicts "wrong" (kept), z=0.3 predicts "right" (dropped); the pad never counts.
+    expected = (bce(2.0, 1) + bce(0.5, 1) + bce(-0.2, 0)) / (3 + EPS)
+    assert spr_loss(LOGITS, MASK, Y).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_without_filter_every_step_counts_and_equals_outcome_bce():
+    expected = (bce(2.0, 1) + bce(-1.0, 1) + bce(0.5, 1) + bce(0.3, 0) + bce(-0.2, 0)) / (5 + EPS)
+    assert spr_loss(LOGITS, MASK, Y, use_filter=False).item() == pytest.approx(expected, rel=1e-6)
+    assert outcome_bce(LOGITS, MASK, Y).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_threshold_moves_the_pseudo_label():
+    # sigmoid(0.5) = 0.622 < 0.7: with threshold 0.7 that step now predicts "wrong" and is dropped (y=1);
+    # sigmoid(0.3) = 0.574 < 0.7 predicts "wrong" and is now kept (y=0).
+    expected = (bce(2.0, 1) + bce(0.3, 0) + bce(-0.2, 0)) / (3 + EPS)
+    assert spr_loss(LOGITS, MASK, Y, threshold=0.7).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_class_balancing_as_in_metastone_code():
+    logits = torch.tensor([[2.0, -1.0, 0.5, 1.0], [0.3, -0.2, 0.0, 0.0]])
+    mask = torch.tensor([[True, True, True, True], [True, True, False, False]])
+    # Kept after the filter: 3 positive steps (z = 2, 0.5, 1), 1 negative (z = -0.2).
+    positives, negatives = 3 + 1, 1 + 1
+    total = positives + negatives
+    w_pos, w_neg = 1.5 * negatives / total, positives / total  # 0.5 and 0.667
+    numerator = w_pos * (bce(2.0, 1) + bce(0.5, 1) + bce(1.0, 1)) + w_neg * bce(-0.2, 0)
+    expected = numerator / (3 * w_pos + w_neg + EPS)
+    assert spr_loss(logits, mask, Y, class_balance=True).item() == pytest.approx(expected, rel=1e-6)
+    # The positive factor is an option.
+    w_pos1 = 1.0 * negatives / total
+    numerator1 = w_pos1 * (bce(2.0, 1) + bce(0.5, 1) + bce(1.0, 1)) + w_neg * bce(-0.2, 0)
+    got = spr_loss(logits, mask, Y, class_balance=True, positive_factor=1.0).item()
+    assert got == pytest.approx(numerator1 / (3 * w_pos1 + w_neg + EPS), rel=1e-6)
+
+
+def test_soft_outcome_label_gives_soft_agreement_weights_and_soft_targets():
+    logits = torch.tensor([[1.0, -1.0]])
+    mask = torch.tensor([[True, True]])
+    # y = 0.7: the step predicting "right" agrees with probability 0.7, the one predicting "wrong" with 0.3.
+    expected = (0.7 * bce(1.0, 0.7) + 0.3 * bce(-1.0, 0.7)) / (0.7 + 0.3 + EPS)
+    assert spr_loss(logits, mask, torch.tensor([0.7])).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_soft_labels_at_the_ends_equal_hard_labels():
+    soft = spr_loss(LOGITS, MASK, torch.tensor([1.0, 0.0]))
+    hard = spr_loss(LOGITS, MASK, torch.tensor([True, False]).float())
+    assert soft.item() == hard.item()
+
+
+def test_batch_with_every_step_filtered_out_gives_zero_loss_and_zero_gradient():
+    # Every pseudo-label disagrees with its outcome.
+    logits = torch.tensor([[-1.0, -2.0], [0.5, 3.0]], requires_grad=True)
+    mask = torch.ones(2, 2, dtype=torch.bool)
+    loss = spr_loss(logits, mask, Y, class_balance=True)
+    assert loss.item() == 0.0
+    loss.backward()
+    assert torch.isfinite(logits.grad).all() and (logits.grad == 0).all()
+
+
+def test_empty_batch_gives_zero_not_nan():
+    assert spr_loss(torch.zeros(2, 1), torch.zeros(2, 1, dtype=torch.bool), Y).item() == 0.0
+    assert step_bce(torch.zeros(1, 2), torch.ones(1, 2, dtype=torch.bool), None, torch.full((1, 2), float("nan"))).item() == 0.0
+
+
+def test_excluding_truncated_rollouts_drops_the_whole_solution():
+    # MetaStone-S1's exclusion is a no-op in its code (the in-place bug); here the masked solution really goes.
+    truncated = torch.tensor([False, True])
+    expected = (bce(2.0, 1) + bce(0.5, 1)) / (2 + EPS)
+    assert spr_loss(LOGITS, MASK, Y, solution_mask=~truncated).item() == pytest.approx(expected, rel=1e-6)
+    assert spr_loss(LOGITS, MASK, Y, solution_mask=~truncated).item() == pytest.approx(
+        spr_loss(LOGITS[:1], MASK[:1], Y[:1]).item(), rel=1e-6
+    )
+
+
+def test_gradient_flows_only_through_the_bce_not_the_weights():
+    logits = LOGITS.clone().requires_grad_(True)
+    spr_loss(logits, MASK, Y).backward()
+    kept = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    targets = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]])
+    expected = kept * (torch.sigmoid(LOGITS) - targets) / (3 + EPS)
+    torch.testing.assert_close(logits.grad, expected)
+
+
+def test_step_bce_with_float_labels_and_unknown_steps():
+    labels = torch.tensor([[1.0, 0.0, float("nan")], [0.25, float("nan"), 0.0]])
+    # The third column of row 2 is padding (mask False) even though it has a label.
+    expected = (bce(2.0, 1) + bce(-1.0, 0) + bce(0.3, 0.25)) / (3 + EPS)
+    assert step_bce(LOGITS, MASK, None, labels).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_step_bce_class_balance():
+    labels = torch.tensor([[1.0, 0.0, 1.0], [1.0, float("nan"), float("nan")]])
+    positives, negatives = 3 + 1, 1 + 1
+    w_pos, w_neg = 1.5 * negatives / 6, positives / 6
+    numerator = w_pos * (bce(2.0, 1) + bce(0.5, 1) + bce(0.3, 1)) + w_neg * bce(-1.0, 0)
+    got = step_bce(LOGITS, MASK, None, labels, class_balance=True).item()
+    assert got == pytest.approx(numerator / (3 * w_pos + w_neg + EPS), rel=1e-6)
+
+
+def test_two_process_normalisation_equals_one_process():
+    """With ``global_sum`` (the trainers pass an all-reduce under DDP), averaging the per-process losses and
+    gradients gives exactly the one-process loss and gradient of the whole batch, filter and balancing included."""
+    logits = torch.tensor([[2.0, -1.0, 0.5, 1.0], [0.3, -0.2, -3.0, 0.0], [1.5, 0.2, 0.0, 0.0], [-0.4, 0.9, 0.0, 0.0]])
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 0, 0]]).bool()
+    y = torch.tensor([1.0, 0.0, 0.6, 0.0])
+    options = dict(class_balance=True, eps=0.0)  # eps is added once per process, so compare without it
+    full_logits = logits.clone().requires_grad_(True)
+    full = spr_loss(full_logits, mask, y, **options)
+    full.backward()
+
+    # Two threads stand in for two processes; global_sum is an all-reduce between them.
+    halves = [slice(0, 2), slice(2, 4)]
+    barrier, slots = threading.Barrier(2), [None, None]
+    losses, grads = [None, None], [None, None]
+
+    def all_reduce_sum(rank: int, t: torch.Tensor) -> torch.Tensor:
+        slots[rank] = t.clone()
+        barrier.wait()
+        total = slots[0] + slots[1]
+        barrier.wait()
+        return total
+
+    def process(rank: int) -> None:
+        part_logits = logits[halves[rank]].clone().requires_grad_(True)
+        loss = spr_loss(
+            part_logits, mask[halves[rank]], y[halves[rank]], global_sum=lambda t: all_reduce_sum(rank, t), **options
+        )
+        loss.backward()
+        losses[rank], grads[rank] = loss, part_logits.grad
+
+    threads = [threading.Thread(target=process, args=(rank,)) for rank in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert ((losses[0] + losses[1]) / 2).item() == pytest.approx(full.item(), rel=1e-6)
+    # DDP averages gradients over the 2 processes.
+    torch.testing.assert_close(torch.cat(grads) / 2, full_logits.grad)
+
+
+def test_bad_labels_give_clear_errors():
+    with pytest.raises(ValueError, match="needs outcome labels"):
+        spr_loss(LOGITS, MASK, None)
+    with pytest.raises(ValueError, match="no missing labels"):
+        spr_loss(LOGITS, MASK, torch.tensor([1.0, float("nan")]))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        outcome_bce(LOGITS, MASK, torch.tensor([1.0, 2.0]))
+    with pytest.raises(ValueError, match="needs step labels"):
+        step_bce(LOGITS, MASK, Y)
+    with pytest.raises(ValueError, match="step_mask"):
+        spr_loss(LOGITS, MASK[:, :2], Y)
+
+
+def test_registry():
+    assert set(LOSSES) == {"spr", "outcome_bce", "step_bce"}
+    assert get_loss("spr") is spr_loss
+    with pytest.raises(ValueError, match="unknown loss"):
+        get_loss("nope")
