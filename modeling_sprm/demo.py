@@ -9,8 +9,9 @@ Interface contract (people script against it; keep it stable, and change the REA
 * API endpoint ``/score`` (``gradio_client``): ``(question, solution)`` -> the JSON object that
   ``sprm score --json`` prints (`pipeline_sprm.score_json`), scored with the model's own threshold and aggregation.
 
-Limits (`DemoLimits`) are checked on the server, for the page and the API alike, and reported as a visible
-message (``gr.Error``), never as a stack trace. The app has no file inputs and does not widen gradio's
+Limits (`DemoLimits`) are checked on the server, for the page and the API alike. Bad input and failures are
+reported, never as a stack trace: on the page as a message in place of the result plus a pop-up, through the API
+as ``gr.Error`` (``AppError`` in gradio_client). The app has no file inputs and refuses to widen gradio's
 ``allowed_paths``.
 """
 

@@ -4,6 +4,7 @@ against the app served on 127.0.0.1, the `sprm demo` command, and the page in he
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -248,6 +249,14 @@ def test_interface_contract(tiny_app, tiny_client):
         assert expected in labels
     endpoint = tiny_client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/score"]
     assert [p["parameter_name"] for p in endpoint["parameters"]] == ["question", "solution"]
+
+
+def test_space_readme_client_snippet_runs(tiny_app):
+    block = re.findall(r"```python\n(.*?)```", (ROOT / "demo" / "README.md").read_text(encoding="utf-8"), re.S)[0]
+    assert 'Client("OWNER/SPACE-NAME")' in block
+    namespace = {}
+    exec(compile(block.replace("OWNER/SPACE-NAME", tiny_app[1]), "demo/README.md", "exec"), namespace)
+    assert set(namespace["result"]) == {"steps", "score", "first_error_step", "model", "truncated", "no_steps"}
 
 
 def test_queue_limits_and_no_file_access(tiny_app):
