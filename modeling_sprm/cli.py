@@ -90,6 +90,119 @@ def format_score_table(result: dict, model_name: str, threshold: float) -> str:
     return "\n".join(lines)
 
 
+# -- sprm eval ----------------------------------------------------------------------------------------------------
+
+EVAL_HELP = """Evaluate a step scorer on a step-labelled data set: ProcessBench F1 (error_acc, correct_acc and their
+harmonic mean), step AUROC and outcome AUROC, per group (split or task) and averaged over groups.
+
+The threshold (a step scoring below it is a predicted error) is --threshold, else the model's config.threshold.
+Tuning it on the test data is not allowed: it inflates the F1. To tune it, pass a separate (training) data set
+with --threshold-from and --threshold-format; the threshold that maximises the F1 there is used on --data."""
+
+
+def add_eval_parser(subparsers) -> None:
+    from .data import LOADERS
+
+    p = subparsers.add_parser(
+        "eval", help="ProcessBench-style evaluation on a step-labelled data set", description=EVAL_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", help="SPRM folder or Hub id (default: the embedded SmolLM2 default)")
+    p.add_argument("--data", required=True, help="data folder or file (e.g. ../shared/data/processbench)")
+    p.add_argument("--format", required=True, choices=sorted(LOADERS), help="data format (see modeling_sprm.data)")
+    threshold = p.add_mutually_exclusive_group()
+    threshold.add_argument("--threshold", type=float, help="a step below this is a predicted error (default: the "
+                           "model's config.threshold)")
+    threshold.add_argument("--threshold-from", metavar="PATH", help="choose the threshold on this separate "
+                           "(training) data set instead")
+    p.add_argument("--threshold-format", choices=sorted(LOADERS), help="format of --threshold-from "
+                   "(default: --format)")
+    p.add_argument("--limit", type=int, help="evaluate at most this many records per group, drawn at random")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --limit draw (0)")
+    p.add_argument("--batch-size", type=int, default=8, help="solutions per forward pass (8)")
+    p.add_argument("--max-length", type=int, help="longest input in tokens (default: the model's)")
+    p.add_argument("--quantization", choices=["4bit", "8bit"], help="load the backbone quantized (bitsandbytes)")
+    p.add_argument("--device", help="where to run the model (default: cuda when available, else cpu)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.set_defaults(run=run_eval)
+
+
+def _load_eval_records(path: str, format: str, limit: int | None, seed: int, what: str) -> list[dict]:
+    from .data import DataFormatError, load_records
+    from .evaluation import sample_per_group
+
+    try:
+        records = load_records(path, format)
+    except (DataFormatError, FileNotFoundError) as err:
+        _fail(f"cannot load {what} {path} as {format}: {err}")
+    if not records:
+        _fail(f"{what} {path} holds no records")
+    return records if limit is None else sample_per_group(records, limit, seed)
+
+
+def run_eval(args) -> None:
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        _fail(f"--threshold must be in [0, 1], got {args.threshold}")
+    if args.threshold_format and not args.threshold_from:
+        _fail("--threshold-format needs --threshold-from")
+    if args.limit is not None and args.limit < 1:
+        _fail(f"--limit must be >= 1, got {args.limit}")
+    if args.threshold_from:
+        test, tune = Path(args.data).resolve(), Path(args.threshold_from).resolve()
+        if test == tune or test in tune.parents or tune in test.parents:
+            _fail(f"--threshold-from {args.threshold_from} overlaps --data {args.data}: tuning the threshold on the "
+                  "test data is not allowed; give a separate (training) data set")
+    records = _load_eval_records(args.data, args.format, args.limit, args.seed, "--data")
+
+    import torch
+
+    from .evaluation import choose_threshold_for_model, evaluate_model
+    from .loading import load_model_and_tokenizer, untrained_head_warning
+
+    model, tokenizer, name = load_model_and_tokenizer(args.model, quantization=args.quantization)
+    if (warning := untrained_head_warning(model, name)) is not None:
+        print(warning, file=sys.stderr)
+    if args.quantization is None:
+        model.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    threshold, source = args.threshold, "--threshold"
+    if args.threshold_from:
+        tune_format = args.threshold_format or args.format
+        tune_records = _load_eval_records(args.threshold_from, tune_format, args.limit, args.seed, "--threshold-from")
+        shared = {r["question"] for r in tune_records} & {r["question"] for r in records}
+        if shared:
+            print(f"warning: {len(shared)} questions of --threshold-from also appear in --data", file=sys.stderr)
+        try:
+            threshold = choose_threshold_for_model(model, tokenizer, tune_records, args.batch_size, args.max_length)
+        except ValueError as err:
+            _fail(f"cannot choose a threshold on --threshold-from {args.threshold_from}: {err}")
+        source = f"chosen on {args.threshold_from} ({tune_format})"
+    elif threshold is None:
+        threshold, source = model.config.threshold, "config.threshold"
+    report = evaluate_model(model, tokenizer, records, threshold, args.batch_size, args.max_length)
+    report.update(threshold_source=source, model=name, data=args.data, format=args.format)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(format_eval_table(report))
+
+
+def format_eval_table(report: dict) -> str:
+    def cell(value) -> str:
+        return "     -" if value is None else f"{value:6.3f}"
+
+    lines = [f"{'group':<20} {'n':>6}  {'error_acc':>9}  {'correct_acc':>11}  {'f1':>6}  {'step_auroc':>10}  "
+             f"{'outcome_auroc':>13}"]
+    rows = list(report["per_group"].items()) + [("mean over groups", report)]
+    for group, m in rows:
+        lines.append(f"{group or '(all)':<20} {m['n']:>6}  {cell(m['error_acc']):>9}  {cell(m['correct_acc']):>11}  "
+                     f"{cell(m['f1']):>6}  {cell(m['step_auroc']):>10}  {cell(m['outcome_auroc']):>13}")
+    lines.append(f"threshold: {report['threshold']:g} ({report['threshold_source']})   model: {report['model']}")
+    if report["truncated"]:
+        lines.append(f"{report['truncated']} inputs were longer than the model's context: their steps after the cut "
+                     "were not scored")
+    return "\n".join(lines)
+
+
 # -- sprm demo ----------------------------------------------------------------------------------------------------
 
 
@@ -126,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sprm", description="Self-supervised process reward models (SPRMs).")
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_score_parser(subparsers)
+    add_eval_parser(subparsers)
     add_demo_parser(subparsers)
     return parser
 

@@ -19,7 +19,8 @@ The rules, for a region of text to score (a solution, or a whole formatted trace
   the delimiter and ``token(c)`` the index of the token holding character ``c``. With ``score_offset = -1``
   (MetaStone-S1) that is the token just before the delimiter, whose next-token prediction is the delimiter.
   For the trailing step the anchor is where a delimiter would start: at a trailing prefix of the delimiter that
-  is already there (``"The answer is 7."`` -> at the ``"."``), else just after the last content character.
+  is already there (``"The answer is 7."`` -> at the ``"."``), else just after the last content character,
+  which reads the last token holding text (never a special token the tokenizer appends, such as an EOS).
 * **Think spans** (``<think> ... </think>``), as MetaStone-S1's scorer: the thinking span starts after the
   ``<think>`` tag if exactly one is present (else at the region start) and ends at the ``</think>`` tag if
   exactly one is present (else at the region end). The response is what follows a single ``</think>``; a text
@@ -202,15 +203,26 @@ def segment(text: str, rules: StepRules, start: int = 0, end: int | None = None)
     return steps
 
 
+def _closing_delimiter(text: str, delimiters: Sequence[str]) -> str:
+    """The longest delimiter ``text`` ends with (``""`` when none): where ``segment`` finds the end of its step."""
+    return max((d for d in delimiters if text.endswith(d)), key=len, default="")
+
+
 def join_steps(steps: Sequence[str], rules: StepRules) -> tuple[str, list[tuple[int, int, int]]]:
     """Join a list of steps into one canonical text, and return ``(text, [(start, end, anchor), ...])``.
 
     Each step is stripped; every step but the last gets the first delimiter appended, minus the part of it the
-    step already ends with (``"x = 5."`` + ``".\\n\\n"`` -> ``"x = 5.\\n\\n"``). Segmenting the joined text with
-    the same rules gives back the same steps, unless a step itself contains a delimiter.
+    step already ends with (``"x = 5."`` + ``".\\n\\n"`` -> ``"x = 5.\\n\\n"``), and nothing when the step already
+    ends with another delimiter (``"答案是7。"`` with delimiters ``[".\\n\\n", "。"]``). Each anchor is where
+    ``segment`` finds it: at the longest delimiter the step's text ends with. Segmenting the joined text with the
+    same rules gives back the same steps, unless a step itself contains a delimiter, a think tag or an unclosed
+    code fence, or a delimiter without whitespace lands between two digits (``["x = 3", "5 kg"]`` joined with
+    ``"."``); ``build_trace(steps=...)`` keeps the given boundaries in every case.
     """
     if isinstance(steps, str) or not isinstance(steps, Sequence):
         raise TypeError(f"steps must be a list of strings, got {type(steps).__name__}")
+    if not steps:
+        raise ValueError("steps is an empty list; give at least one step")
     delimiter = rules.delimiters[0]
     core = delimiter.rstrip()
     pieces, spans, offset = [], [], 0
@@ -222,11 +234,12 @@ def join_steps(steps: Sequence[str], rules: StepRules) -> tuple[str, list[tuple[
             raise ValueError(f"steps[{i}] is empty or whitespace only; every step needs text")
         if i < len(steps) - 1:
             if core and content.endswith(core):
-                anchor = offset + len(content) - len(core)
                 piece = content + delimiter[len(core) :]
+            elif _closing_delimiter(content, rules.delimiters):
+                piece = content
             else:
-                anchor = offset + len(content)
                 piece = content + delimiter
+            anchor = offset + len(piece) - len(_closing_delimiter(piece, rules.delimiters))
         else:
             piece = content
             anchor = offset + _trailing_anchor(content, 0, len(content), rules.delimiters)
@@ -249,18 +262,27 @@ def _running_ends(offsets: Sequence[tuple[int, int]]) -> list[int]:
     return running
 
 
+def _text_token_end(offsets: Sequence[tuple[int, int]]) -> int:
+    """One past the last token that holds text: special tokens a tokenizer appends (an EOS) are never read."""
+    return max((i + 1 for i, (start, end) in enumerate(offsets) if end > start), default=0)
+
+
 def token_index(offsets: Sequence[tuple[int, int]], char: int) -> int:
     """Index of the first token ending after character ``char`` (the token holding it, or the next one when no
-    token covers it); ``len(offsets)`` when ``char`` lies past the last token."""
-    return bisect.bisect_right(_running_ends(offsets), char)
+    token covers it); one past the last token holding text when ``char`` lies after all of them."""
+    return min(bisect.bisect_right(_running_ends(offsets), char), _text_token_end(offsets))
 
 
 def read_positions(offsets: Sequence[tuple[int, int]], anchors: Sequence[int], score_offset: int) -> list[int]:
     """Token index where each step's score is read: ``token_index(anchor) + score_offset``, clamped to the
-    sequence (a trailing step whose anchor lies past the last token reads the last token)."""
-    running = _running_ends(offsets)
+    sequence (a trailing step whose anchor lies past the text reads the last token holding text)."""
+    running, text_end = _running_ends(offsets), _text_token_end(offsets)
     last = len(offsets) - 1
-    return [min(max(bisect.bisect_right(running, anchor) + score_offset, 0), last) for anchor in anchors]
+    positions = []
+    for anchor in anchors:
+        token = min(bisect.bisect_right(running, anchor), text_end)
+        positions.append(min(max(token + score_offset, 0), last))
+    return positions
 
 
 def encode(
@@ -277,6 +299,8 @@ def encode(
     If the text has more than ``max_length`` tokens it is cut (keeping the start); steps whose read position
     falls outside the kept tokens get position ``None`` and ``truncated`` is set.
     """
+    if max_length is not None and max_length < 1:
+        raise ValueError(f"max_length must be a positive number of tokens, got {max_length}")
     enc = tokenizer(text, add_special_tokens=add_special_tokens, return_offsets_mapping=True)
     input_ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
     if offsets:
@@ -362,10 +386,10 @@ def build_trace(
     else:  # explicit boundaries; the think-span rules still decide which steps are scored
         regions = scored_regions(full, start, len(full), rules)
         found = []
-        for i, (a, b, anchor) in enumerate(spans):
+        for a, b, anchor in spans:
             a, b, anchor = a + start, b + start, anchor + start
             part = next((p for r_start, r_end, p in regions if r_start <= anchor <= r_end), None)
             if part is not None:
-                found.append(Step(full[a:b], a, b, anchor, part, has_delimiter=i < len(spans) - 1))
+                found.append(Step(full[a:b], a, b, anchor, part, has_delimiter=full[anchor:b] in rules.delimiters))
     # A chat template already wrote the special tokens into the text; a plain prompt gets the tokenizer's own.
     return encode(tokenizer, full, found, rules, max_length, add_special_tokens=not is_chat, solution_start=start)

@@ -1,0 +1,389 @@
+"""Evaluating step scorers: the metrics as small pure functions (numpy), and ``evaluate_model``, which scores a data
+set of records (``modeling_sprm.data``) with an SPRM and reports them per group (split or task).
+
+* **ProcessBench F1** (``processbench_f1``): the predicted first error of a solution is the first step scoring
+  below a threshold (``predict_first_error``); ``error_acc`` is the share of erroneous solutions whose first error
+  is found exactly, ``correct_acc`` the share of correct solutions predicted error-free, F1 their harmonic mean.
+  The threshold is a free parameter: choose it on training data (``choose_threshold``), never on the test split.
+* **AUROC** (``auroc``, ``step_auroc``, ``outcome_auroc``): how well scores rank correct above wrong, per step
+  (steps with a known label) or per solution (the aggregated score against the outcome label).
+* **Best-of-N** (``best_of_n_accuracy``, MetaStone-S1's disjoint groups), **majority vote**
+  (``majority_vote_accuracy``), **calibration** (``expected_calibration_error``).
+
+The same ProcessBench metric is an ``evaluate`` module: ``evaluate.load(modeling_sprm.evaluation.METRIC_PATH)``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from .answers import normalize_number
+
+METRIC_PATH = str(Path(__file__).parent / "metrics" / "sprm_processbench")
+DEFAULT_THRESHOLDS = tuple(round(0.01 * i, 2) for i in range(1, 100))  # 0.01, 0.02, ..., 0.99
+
+
+# -- ProcessBench -------------------------------------------------------------------------------------------------
+
+
+def predict_first_error(step_scores: Sequence[float | None], threshold: float) -> int:
+    """Index of the first step scoring below ``threshold``, -1 if none does. Steps without a score (``None``: cut
+    off by truncation) are skipped, so an error after the cut goes unseen."""
+    for i, score in enumerate(step_scores):
+        if score is not None and score < threshold:
+            return i
+    return -1
+
+
+def _harmonic_mean(a: float | None, b: float | None) -> float | None:
+    if a is None or b is None:
+        return None
+    return 0.0 if a + b == 0 else 2 * a * b / (a + b)
+
+
+def processbench_f1(predictions: Sequence[int], labels: Sequence[int]) -> dict:
+    """ProcessBench's metric (QwenLM/ProcessBench ``run_eval.py``) from predicted and true first-error indices
+    (-1 = no error): ``error_acc`` = mean(prediction == label) over solutions with an error (label != -1),
+    ``correct_acc`` = the same over solutions without one (label == -1), ``f1`` = their harmonic mean (0 when both
+    are 0). An accuracy with no solution to average over is None, and so is ``f1`` then.
+
+    Returns ``{"f1", "error_acc", "correct_acc", "n", "n_error", "n_correct"}``.
+    """
+    predictions, labels = np.asarray(predictions, dtype=int).reshape(-1), np.asarray(labels, dtype=int).reshape(-1)
+    if predictions.shape != labels.shape:
+        raise ValueError(f"{len(predictions)} predictions for {len(labels)} labels")
+    if (labels < -1).any() or (predictions < -1).any():
+        raise ValueError("first-error indices are -1 (no error) or a step index >= 0")
+    has_error = labels != -1
+    error_acc = float(np.mean(predictions[has_error] == labels[has_error])) if has_error.any() else None
+    correct_acc = float(np.mean(predictions[~has_error] == -1)) if (~has_error).any() else None
+    return {
+        "f1": _harmonic_mean(error_acc, correct_acc),
+        "error_acc": error_acc,
+        "correct_acc": correct_acc,
+        "n": int(labels.size),
+        "n_error": int(has_error.sum()),
+        "n_correct": int((~has_error).sum()),
+    }
+
+
+def _first_below(step_scores: Sequence[float | None], thresholds: np.ndarray) -> np.ndarray:
+    """``predict_first_error`` for many thresholds at once: the running minimum of the scores does not increase,
+    so the first step below ``t`` is found by binary search on it."""
+    values = np.array([np.inf if s is None else s for s in step_scores], dtype=float)
+    if values.size == 0:
+        return np.full(thresholds.shape, -1)
+    negated_running_min = -np.minimum.accumulate(values)  # non-decreasing
+    index = np.searchsorted(negated_running_min, -thresholds, side="right")
+    return np.where(index == values.size, -1, index)
+
+
+def choose_threshold(
+    step_scores: Sequence[Sequence[float | None]],
+    labels: Sequence[int | None],
+    candidates: Sequence[float] = DEFAULT_THRESHOLDS,
+    groups: Sequence[str] | None = None,
+) -> float:
+    """The candidate threshold with the highest ProcessBench F1 on the data given (the smallest one on a tie).
+    With ``groups``, the F1 is averaged over groups (ProcessBench's average over splits). Solutions with an
+    unknown first error (label None) are left out.
+
+    Give it **training** data only: a threshold tuned on the test split inflates the test F1.
+    """
+    if len(step_scores) != len(labels) or (groups is not None and len(groups) != len(labels)):
+        raise ValueError("step_scores, labels (and groups) must have one entry per solution")
+    known = [i for i, label in enumerate(labels) if label is not None]
+    thresholds = np.unique(np.asarray(candidates, dtype=float))  # sorted: on a tie the smallest wins
+    if thresholds.size == 0:
+        raise ValueError("no candidate thresholds")
+    predictions = np.stack([_first_below(step_scores[i], thresholds) for i in known], axis=1) if known else None
+    known_labels = np.array([labels[i] for i in known])
+    known_groups = [groups[i] if groups is not None else "" for i in known]
+    masks = [np.array([g == group for g in known_groups]) for group in dict.fromkeys(known_groups)]
+    best, best_f1 = None, -1.0
+    for t, row in enumerate(predictions if predictions is not None else []):
+        f1s = [processbench_f1(row[mask], known_labels[mask])["f1"] for mask in masks]
+        f1s = [f for f in f1s if f is not None]
+        if f1s and float(np.mean(f1s)) > best_f1:
+            best, best_f1 = float(thresholds[t]), float(np.mean(f1s))
+    if best is None:
+        raise ValueError("choosing a threshold needs solutions both with and without an error (in some group)")
+    return best
+
+
+# -- AUROC --------------------------------------------------------------------------------------------------------
+
+
+def auroc(scores: Sequence[float], labels: Sequence[float]) -> float | None:
+    """Area under the ROC curve: the probability that a random positive (label 1) scores above a random negative
+    (label 0), ties counting one half (Mann-Whitney U with average ranks). None when one class is absent."""
+    scores, labels = np.asarray(scores, dtype=float).reshape(-1), np.asarray(labels, dtype=float).reshape(-1)
+    if scores.shape != labels.shape:
+        raise ValueError(f"{scores.size} scores for {labels.size} labels")
+    if np.isnan(scores).any():
+        raise ValueError("scores contain NaN")
+    if not np.isin(labels, (0.0, 1.0)).all():
+        raise ValueError("AUROC needs 0/1 labels (round soft labels first)")
+    positive = labels == 1.0
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
+    average_rank = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based rank, averaged over each group of ties
+    ranks = average_rank[inverse]
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def step_auroc(
+    step_scores: Sequence[Sequence[float | None]], step_labels: Sequence[Sequence[float | None] | None]
+) -> float | None:
+    """AUROC over all steps that have both a score and a known label (ProcessBench labels: the steps before the
+    first error are correct, the first error is wrong, later ones unknown). Solutions without labels are skipped."""
+    if len(step_scores) != len(step_labels):
+        raise ValueError(f"{len(step_scores)} solutions of step scores for {len(step_labels)} of step labels")
+    scores, labels = [], []
+    for i, (solution_scores, solution_labels) in enumerate(zip(step_scores, step_labels)):
+        if solution_labels is None:
+            continue
+        if len(solution_scores) != len(solution_labels):
+            raise ValueError(f"solution {i}: {len(solution_scores)} step scores for {len(solution_labels)} labels")
+        for score, label in zip(solution_scores, solution_labels):
+            if score is not None and label is not None:
+                scores.append(score)
+                labels.append(label)
+    return auroc(scores, labels)
+
+
+def outcome_auroc(scores: Sequence[float], outcome_labels: Sequence[float | None]) -> float | None:
+    """AUROC of solution scores (the aggregated step scores) against outcome labels; unknown labels skipped."""
+    if len(scores) != len(outcome_labels):
+        raise ValueError(f"{len(scores)} scores for {len(outcome_labels)} outcome labels")
+    pairs = [(s, y) for s, y in zip(scores, outcome_labels) if y is not None]
+    return auroc([s for s, _ in pairs], [y for _, y in pairs])
+
+
+# -- Best-of-N, majority vote, calibration ------------------------------------------------------------------------
+
+
+def _disjoint_groups(num_samples: int, n: int, question: int) -> list[range]:
+    """MetaStone-S1's groups: K = floor(num_samples / n) consecutive, disjoint groups of n samples."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    k = num_samples // n
+    if k == 0:
+        raise ValueError(f"question {question}: {num_samples} samples, fewer than n={n}")
+    return [range(g * n, (g + 1) * n) for g in range(k)]
+
+
+def best_of_n_accuracy(
+    scores: Sequence[Sequence[float]], correct: Sequence[Sequence[float]], n: int
+) -> float:
+    """Best-of-N accuracy with MetaStone-S1's disjoint groups: per question, its samples (in the given order) are
+    cut into K = floor(num_samples / n) groups of n (left-over samples unused); each group picks its
+    highest-scoring sample (the first one on a tie); the question's accuracy is the mean correctness of the K
+    picks; the result is the mean over questions.
+
+    ``scores[q][i]`` / ``correct[q][i]``: score and correctness (0/1, or a soft value) of sample i of question q.
+    """
+    if len(scores) != len(correct) or not scores:
+        raise ValueError("scores and correct need one (equally long) list of samples per question, and a question")
+    per_question = []
+    for q, (s, c) in enumerate(zip(scores, correct)):
+        if len(s) != len(c):
+            raise ValueError(f"question {q}: {len(s)} scores for {len(c)} correctness values")
+        picks = [c[group[int(np.argmax([s[i] for i in group]))]] for group in _disjoint_groups(len(s), n, q)]
+        per_question.append(float(np.mean(picks)))
+    return float(np.mean(per_question))
+
+
+def _answer_key(answer: str) -> str:
+    return normalize_number(answer) or " ".join(answer.split())
+
+
+def majority_vote_accuracy(
+    answers: Sequence[Sequence[str | None]],
+    correct: Sequence[Sequence[float]],
+    n: int | None = None,
+    weights: Sequence[Sequence[float]] | None = None,
+) -> float:
+    """Majority-vote (self-consistency) accuracy: per group of samples, the most frequent final answer wins (numbers
+    compare by value, ``"1,000"`` == ``"1000"``; None = no answer, no vote; on a tie the answer seen first) and
+    the group is as correct as a sample giving that answer; a group without answers counts as wrong. ``weights``
+    (e.g. solution scores) turn it into a weighted vote. ``n``: vote within MetaStone-S1's disjoint groups of n
+    samples (as ``best_of_n_accuracy``, so the two compare); None = one vote over all samples of a question.
+    """
+    if len(answers) != len(correct) or not answers or (weights is not None and len(weights) != len(answers)):
+        raise ValueError("answers, correct (and weights) need one list of samples per question, and a question")
+    per_question = []
+    for q, (a, c) in enumerate(zip(answers, correct)):
+        w = weights[q] if weights is not None else [1.0] * len(a)
+        if not len(a) == len(c) == len(w):
+            raise ValueError(f"question {q}: answers, correct and weights differ in length")
+        groups = [range(len(a))] if n is None else _disjoint_groups(len(a), n, q)
+        results = []
+        for group in groups:
+            votes: Counter = Counter()
+            first_sample: dict[str, int] = {}
+            for i in group:
+                if a[i] is not None:
+                    key = _answer_key(a[i])
+                    votes[key] += w[i]
+                    first_sample.setdefault(key, i)
+            if not votes:
+                results.append(0.0)
+                continue
+            top = max(votes.values())
+            winner = min((first_sample[k] for k, v in votes.items() if v == top))  # the first-seen of the tied
+            results.append(float(c[winner]))
+        per_question.append(float(np.mean(results)))
+    return float(np.mean(per_question))
+
+
+def expected_calibration_error(probs: Sequence[float], labels: Sequence[float], n_bins: int = 10) -> float:
+    """ECE: the scores are put in ``n_bins`` equal-width bins ``[k/n, (k+1)/n)`` (1.0 in the last); ECE is the
+    sum over bins of (share of samples in the bin) * |mean label - mean score| in the bin. Labels may be soft."""
+    probs, labels = np.asarray(probs, dtype=float).reshape(-1), np.asarray(labels, dtype=float).reshape(-1)
+    if probs.shape != labels.shape or probs.size == 0:
+        raise ValueError(f"need equally many probabilities and labels, got {probs.size} and {labels.size}")
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    if np.isnan(probs).any() or (probs < 0).any() or (probs > 1).any():
+        raise ValueError("probabilities must be in [0, 1]")
+    bins = np.minimum((probs * n_bins).astype(int), n_bins - 1)
+    ece = 0.0
+    for b in np.unique(bins):
+        inside = bins == b
+        ece += inside.mean() * abs(labels[inside].mean() - probs[inside].mean())
+    return float(ece)
+
+
+# -- Scoring data sets with a model -------------------------------------------------------------------------------
+
+
+def sample_per_group(records: Sequence[dict], limit: int, seed: int = 0) -> list[dict]:
+    """At most ``limit`` records of each group, drawn at random (``seed``), in their original order. (The
+    benchmark files are often sorted by label, so the first rows would not be a fair sample.)"""
+    rng = random.Random(seed)
+    by_group: dict[str, list[int]] = {}
+    for i, record in enumerate(records):
+        by_group.setdefault(record["group"], []).append(i)
+    chosen = sorted(i for indices in by_group.values() for i in rng.sample(indices, min(limit, len(indices))))
+    return [records[i] for i in chosen]
+
+
+def score_records(
+    model, tokenizer, records: Sequence[dict], batch_size: int = 8, max_length: int | None = None, desc: str = "Scoring"
+) -> list[dict]:
+    """Score every record with the step-scoring pipeline (batched, similar lengths together, with a progress bar).
+
+    Returns, per record in input order, ``{"step_scores": [float | None, ...], "score": float, "truncated": bool}``
+    with one step score per given step (None where truncation cut the step off).
+    """
+    from tqdm.auto import tqdm
+    from transformers import pipeline
+
+    def length(record: dict) -> int:
+        return len(record["question"]) + sum(map(len, record["steps"] or [record["solution"]]))
+
+    order = sorted(range(len(records)), key=lambda i: length(records[i]))
+    inputs = (
+        {"question": records[i]["question"], "steps": records[i]["steps"], "solution": records[i]["solution"]}
+        for i in order
+    )
+    scorer = pipeline("step-scoring", model=model, tokenizer=tokenizer)
+    kwargs = {} if max_length is None else {"max_length": max_length}
+    results: list[dict | None] = [None] * len(records)
+    outputs = scorer(inputs, batch_size=batch_size, **kwargs)
+    for i, out in zip(order, tqdm(outputs, total=len(records), desc=desc)):
+        record = records[i]
+        if record["steps"] is not None and len(out["steps"]) != len(record["steps"]):
+            raise ValueError(
+                f"record {record['id']!r}: the model found {len(out['steps'])} steps in {len(record['steps'])} given "
+                "steps (its think-span rules may drop some); labels cannot be aligned"
+            )
+        results[i] = {
+            "step_scores": [s["score"] for s in out["steps"]],
+            "score": out["score"],
+            "truncated": out["truncated"],
+        }
+    return results
+
+
+def _mean_defined(values: Sequence[float | None]) -> float | None:
+    defined = [v for v in values if v is not None]
+    return float(np.mean(defined)) if defined else None
+
+
+def group_metrics(records: Sequence[dict], scored: Sequence[dict], threshold: float) -> dict:
+    """ProcessBench F1, step AUROC and outcome AUROC of one group of scored records. Records with an unknown first
+    error do not count in the F1 (``n_unlabelled``)."""
+    known = [i for i, r in enumerate(records) if r["first_error"] is not None]
+    predictions = [predict_first_error(scored[i]["step_scores"], threshold) for i in known]
+    metrics = processbench_f1(predictions, [records[i]["first_error"] for i in known])
+    metrics.update(
+        step_auroc=step_auroc([s["step_scores"] for s in scored], [r["step_labels"] for r in records]),
+        outcome_auroc=outcome_auroc([s["score"] for s in scored], [r["outcome_label"] for r in records]),
+        n=len(records),
+        n_unlabelled=len(records) - len(known),
+        truncated=sum(s["truncated"] for s in scored),
+    )
+    return metrics
+
+
+def evaluation_report(records: Sequence[dict], scored: Sequence[dict], threshold: float) -> dict:
+    """Metrics per group (``per_group``) and their unweighted mean over groups at the top level, each mean over the
+    groups where the metric is defined (ProcessBench's reported F1 is this mean over its four splits); ``n`` and
+    ``truncated`` are totals.
+
+    ``{"f1", "error_acc", "correct_acc", "step_auroc", "outcome_auroc", "threshold", "n", "truncated",
+    "per_group": {group: {... the same per group, plus "n_error", "n_correct", "n_unlabelled"}}}``
+    """
+    if len(records) != len(scored):
+        raise ValueError(f"{len(scored)} scored results for {len(records)} records")
+    groups = list(dict.fromkeys(r["group"] for r in records))
+    per_group = {}
+    for group in groups:
+        idx = [i for i, r in enumerate(records) if r["group"] == group]
+        per_group[group] = group_metrics([records[i] for i in idx], [scored[i] for i in idx], threshold)
+    report: dict[str, Any] = {
+        key: _mean_defined([m[key] for m in per_group.values()])
+        for key in ("f1", "error_acc", "correct_acc", "step_auroc", "outcome_auroc")
+    }
+    report.update(
+        threshold=threshold,
+        n=len(records),
+        truncated=sum(m["truncated"] for m in per_group.values()),
+        per_group=per_group,
+    )
+    return report
+
+
+def evaluate_model(
+    model,
+    tokenizer,
+    records: Sequence[dict],
+    threshold: float | None = None,
+    batch_size: int = 8,
+    max_length: int | None = None,
+) -> dict:
+    """Score ``records`` with ``model`` and return ``evaluation_report`` (threshold default:
+    ``model.config.threshold``)."""
+    threshold = model.config.threshold if threshold is None else threshold
+    scored = score_records(model, tokenizer, records, batch_size=batch_size, max_length=max_length)
+    return evaluation_report(records, scored, threshold)
+
+
+def choose_threshold_for_model(
+    model, tokenizer, records: Sequence[dict], batch_size: int = 8, max_length: int | None = None
+) -> float:
+    """Score ``records`` (training data, not the test set) and return the F1-maximising threshold on them, the F1
+    averaged over their groups."""
+    scored = score_records(model, tokenizer, records, batch_size, max_length, desc="Scoring threshold data")
+    return choose_threshold(
+        [s["step_scores"] for s in scored], [r["first_error"] for r in records], groups=[r["group"] for r in records]
+    )
