@@ -203,6 +203,95 @@ def format_eval_table(report: dict) -> str:
     return "\n".join(lines)
 
 
+# -- sprm push ----------------------------------------------------------------------------------------------------
+
+
+def add_push_parser(subparsers) -> None:
+    p = subparsers.add_parser("push", help="upload a trained SPRM (and its demo Space) to the Hugging Face Hub")
+    p.add_argument("--repo-id", required=True, help="the model repo, e.g. you/sprm-smollm2")
+    p.add_argument("--space-id", help="also build the demo Space from demo/ and upload it here")
+    p.add_argument("--private", action="store_true", help="create the repos as private")
+    p.add_argument("--dry-run", metavar="DIR", help="write the repo folders to DIR/model and DIR/space; upload nothing")
+    p.add_argument("--model", help="SPRM checkpoint folder (default: the shipped default head)")
+    p.add_argument("--eval-results", help="evaluation results JSON for the card (default: MODEL/eval_results.json)")
+    p.add_argument("--training-info", help="training description JSON for the card (default: MODEL/training.json)")
+    p.add_argument("--demo-dir", help="the Space's source folder (default: demo/ of this checkout)")
+    p.add_argument("--license", default="apache-2.0", help="license id for both cards (apache-2.0)")
+    p.add_argument("--exist-ok", action="store_true", help="add a commit to repos that already exist")
+    p.set_defaults(run=run_push)
+
+
+def run_push(args) -> None:
+    from .hub import HubError, push
+
+    try:
+        push(
+            args.repo_id,
+            model=args.model,
+            space_id=args.space_id,
+            private=args.private,
+            dry_run=args.dry_run,
+            exist_ok=args.exist_ok,
+            eval_results=args.eval_results,
+            training_info=args.training_info,
+            demo_dir=args.demo_dir,
+            license=args.license,
+        )
+    except HubError as err:
+        _fail(str(err))
+
+
+# -- sprm convert -------------------------------------------------------------------------------------------------
+
+
+def add_convert_parser(subparsers) -> None:
+    p = subparsers.add_parser("convert", help="convert released PRM checkpoints to and from SPRM checkpoints")
+    families = p.add_subparsers(dest="family", required=True)
+    dtype_help = "dtype of the converted backbone: auto (the checkpoint's), float32, bfloat16 or float16"
+    for name, help_text in (
+        ("metastone", "MetaStone-S1 / XBai-o4 folder (Qwen2 safetensors + score_module.pt) -> SPRM"),
+        ("reasonflux", "ReasonFlux-PRM-1.5B style folder (causal LM + reward_head.pt) -> SPRM"),
+        ("token-classification", "TRL token-classification PRM or Qwen2.5-Math-PRM layout -> SPRM"),
+        ("to-metastone", "SPRM checkpoint -> MetaStone-S1 layout (backbone safetensors + score_module.pt)"),
+    ):
+        f = families.add_parser(name, help=help_text, description=help_text)
+        f.add_argument("src", metavar="SRC_DIR", help="the source checkpoint folder")
+        f.add_argument("dst", metavar="DST_DIR", help="where to write (must be empty or not exist)")
+        if name == "to-metastone":
+            f.add_argument("--head-dtype", help="dtype of score_module.pt (default: the dtype it was converted from)")
+        else:
+            dtypes = ["auto", "float32", "bfloat16", "float16"]
+            f.add_argument("--dtype", default="auto", choices=dtypes, help=dtype_help)
+        if name == "token-classification":
+            f.add_argument("--separator", help='step separator (default: "<extra_0>" for a Qwen2.5-Math-PRM head, '
+                           'else TRL\'s "\\n")')
+            f.add_argument("--prompt", choices=["chat", "plain"], help="chat template or question + separator "
+                           "(default: chat for a Qwen2.5-Math-PRM head, plain for TRL)")
+            f.add_argument("--system-prompt", help="system turn of the chat prompt ('' for none; default: the "
+                           "Qwen2.5-Math-PRM card's)")
+            f.add_argument("--backbone-type", help="transformers model type of the backbone (e.g. qwen2) when "
+                           "config.json names a custom one")
+        f.set_defaults(run=run_convert)
+
+
+def run_convert(args) -> None:
+    from . import conversion
+
+    try:
+        if args.family == "to-metastone":
+            dst = conversion.export_metastone(args.src, args.dst, head_dtype=args.head_dtype)
+        else:
+            options = {"dtype": args.dtype}
+            if args.family == "token-classification":
+                options.update(separator=args.separator, prompt=args.prompt, backbone_type=args.backbone_type)
+                if args.system_prompt is not None:
+                    options["system_prompt"] = args.system_prompt
+            dst = conversion.convert(args.family, args.src, args.dst, **options)
+    except (conversion.ConversionError, OSError) as err:
+        _fail(str(err))
+    print(f"wrote {dst}")
+
+
 # -- sprm demo ----------------------------------------------------------------------------------------------------
 
 
@@ -240,6 +329,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_score_parser(subparsers)
     add_eval_parser(subparsers)
+    add_push_parser(subparsers)
+    add_convert_parser(subparsers)
     add_demo_parser(subparsers)
     return parser
 

@@ -99,6 +99,7 @@ class SPRMForStepScoring(PreTrainedModel, GenerationMixin):
     _supports_flex_attn = True
     _supports_attention_backend = True
     _keep_in_fp32_modules = ["score_head"]
+    _keep_in_fp32_modules_strict = ["score_head"]  # also for bf16 loads (the plain flag only acts for fp16)
     _auto_class = "AutoModel"
 
     def __init__(self, config: SPRMConfig, backbone: PreTrainedModel | None = None):

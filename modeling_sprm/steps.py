@@ -213,11 +213,13 @@ def join_steps(steps: Sequence[str], rules: StepRules) -> tuple[str, list[tuple[
 
     Each step is stripped; every step but the last gets the first delimiter appended, minus the part of it the
     step already ends with (``"x = 5."`` + ``".\\n\\n"`` -> ``"x = 5.\\n\\n"``), and nothing when the step already
-    ends with another delimiter (``"答案是7。"`` with delimiters ``[".\\n\\n", "。"]``). Each anchor is where
-    ``segment`` finds it: at the longest delimiter the step's text ends with. Segmenting the joined text with the
-    same rules gives back the same steps, unless a step itself contains a delimiter, a think tag or an unclosed
-    code fence, or a delimiter without whitespace lands between two digits (``["x = 3", "5 kg"]`` joined with
-    ``"."``); ``build_trace(steps=...)`` keeps the given boundaries in every case.
+    ends with another delimiter (``"答案是7。"`` with delimiters ``[".\\n\\n", "。"]``). When the rules do not score
+    text after the last delimiter (``score_trailing_step=False``: MetaStone-S1, token-classification PRMs that read
+    a score at each step separator), the last step is ended the same way, so every given step is a scored step.
+    Each anchor is where ``segment`` finds it: at the longest delimiter the step's text ends with. Segmenting the
+    joined text with the same rules gives back the same steps, unless a step itself contains a delimiter, a think
+    tag or an unclosed code fence, or a delimiter without whitespace lands between two digits (``["x = 3", "5 kg"]``
+    joined with ``"."``); ``build_trace(steps=...)`` keeps the given boundaries in every case.
     """
     if isinstance(steps, str) or not isinstance(steps, Sequence):
         raise TypeError(f"steps must be a list of strings, got {type(steps).__name__}")
@@ -225,6 +227,7 @@ def join_steps(steps: Sequence[str], rules: StepRules) -> tuple[str, list[tuple[
         raise ValueError("steps is an empty list; give at least one step")
     delimiter = rules.delimiters[0]
     core = delimiter.rstrip()
+    terminate_last = not rules.score_trailing_step
     pieces, spans, offset = [], [], 0
     for i, step in enumerate(steps):
         if not isinstance(step, str):
@@ -232,7 +235,7 @@ def join_steps(steps: Sequence[str], rules: StepRules) -> tuple[str, list[tuple[
         content = step.strip()
         if not content:
             raise ValueError(f"steps[{i}] is empty or whitespace only; every step needs text")
-        if i < len(steps) - 1:
+        if i < len(steps) - 1 or terminate_last:
             if core and content.endswith(core):
                 piece = content + delimiter[len(core) :]
             elif _closing_delimiter(content, rules.delimiters):
