@@ -435,7 +435,7 @@ def _api_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except Exception as err:
-            raise gr.Error(html.escape(_user_message(err)), print_exception=False) from None
+            raise gr.Error(html.escape(_user_message(err), quote=False), print_exception=False) from None
 
     return wrapper
 
@@ -450,7 +450,7 @@ def _page_errors(n_outputs: int, message_at: int) -> Callable:
             try:
                 return fn(*args, **kwargs)
             except Exception as err:
-                message = html.escape(_user_message(err))
+                message = html.escape(_user_message(err), quote=False)
                 gr.Warning(message)
                 outputs = [None] * n_outputs
                 outputs[message_at] = f'<div class="sprm-error" role="alert">⚠ {message}</div>'
