@@ -146,16 +146,19 @@ STEPS_CSS = """
 .sprm-step { border-left: 6px solid; border-radius: 6px; padding: 6px 10px; color: #111827; }
 .sprm-step.sprm-first-error { outline: 2px solid #b91c1c; outline-offset: 1px; }
 .sprm-step-head { display: flex; align-items: center; gap: 8px; font-size: 13px; color: #374151; }
-.sprm-badge { font-weight: 700; border-radius: 10px; padding: 0 8px; color: #111827; font-variant-numeric: tabular-nums; }
+.sprm-badge { font-weight: 700; border-radius: 10px; padding: 0 8px; color: #111827;
+  font-variant-numeric: tabular-nums; }
 .sprm-flag { font-weight: 700; color: #fff; background: #b91c1c; border-radius: 10px; padding: 0 8px; }
 .sprm-step-text { white-space: pre-wrap; margin-top: 2px; }
-.sprm-error { color: #7f1d1d; background: #fee2e2; border: 1px solid #fca5a5; border-radius: 6px; padding: 8px 12px; font-size: 15px; }
+.sprm-error { color: #7f1d1d; background: #fee2e2; border: 1px solid #fca5a5; border-radius: 6px;
+  padding: 8px 12px; font-size: 15px; }
 .sprm-note { color: #374151; background: #f3f4f6; border-radius: 6px; padding: 6px 10px; font-size: 14px; }
 .sprm-legend { display: flex; align-items: center; gap: 8px; font-size: 13px; margin-top: 6px; }
 .sprm-legend-bar { position: relative; flex: 1; height: 12px; border-radius: 6px; max-width: 320px; }
 .sprm-legend-mark { position: absolute; top: -4px; width: 2px; height: 20px; background: #111827; }
 .sprm-candidates { width: 100%; border-collapse: collapse; font-size: 14px; }
-.sprm-candidates td, .sprm-candidates th { padding: 4px 8px; border-bottom: 1px solid #e5e7eb; text-align: left; vertical-align: top; }
+.sprm-candidates td, .sprm-candidates th { padding: 4px 8px; border-bottom: 1px solid #e5e7eb; text-align: left;
+  vertical-align: top; }
 .sprm-cells { display: flex; gap: 2px; }
 .sprm-cell { width: 14px; height: 14px; border-radius: 3px; }
 .sprm-best { background: #ecfdf5; }

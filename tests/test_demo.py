@@ -228,8 +228,9 @@ def test_score_api_returns_the_cli_json(tiny_client, tiny_folder, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert api == printed
     assert set(api) == {"steps", "score", "first_error_step", "model", "truncated", "no_steps"}
-    assert [s["text"] for s in api["steps"]] == ["Tom has 3 * 4 = 12 apples.", "He eats 2, so 12 - 2 = 10 apples are left.",
-                                                 "The answer is 10."]  # fmt: skip
+    assert [s["text"] for s in api["steps"]] == [
+        "Tom has 3 * 4 = 12 apples.", "He eats 2, so 12 - 2 = 10 apples are left.", "The answer is 10."
+    ]
 
 
 def test_score_api_refuses_oversized_input_with_a_message(tiny_client):
@@ -245,8 +246,8 @@ def test_score_api_refuses_oversized_input_with_a_message(tiny_client):
 def test_interface_contract(tiny_app, tiny_client):
     demo, _ = tiny_app
     labels = {(c["type"], c["props"].get("label") or c["props"].get("value")) for c in demo.config["components"]}
-    for expected in [("textbox", "Question"), ("textbox", "Solution"), ("button", "Score"), ("number", "Solution score")]:
-        assert expected in labels
+    contract = [("textbox", "Question"), ("textbox", "Solution"), ("button", "Score"), ("number", "Solution score")]
+    assert all(expected in labels for expected in contract)
     endpoint = tiny_client.view_api(return_format="dict", print_info=False)["named_endpoints"]["/score"]
     assert [p["parameter_name"] for p in endpoint["parameters"]] == ["question", "solution"]
 
