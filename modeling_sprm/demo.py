@@ -8,6 +8,8 @@ Interface contract (people script against it; keep it stable, and change the REA
   score in a component labelled ``Solution score``.
 * API endpoint ``/score`` (``gradio_client``): ``(question, solution)`` -> the JSON object that
   ``sprm score --json`` prints (`pipeline_sprm.score_json`), scored with the model's own threshold and aggregation.
+* API endpoint ``/generate``: ``(question, mode)`` -> the record of `generation.best_of_n` (candidates with their
+  step scores, ranking, SPRM pick, majority and weighted votes), within the demo's limits.
 
 Limits (`DemoLimits`) are checked on the server, for the page and the API alike. Bad input and failures are
 reported, never as a stack trace: on the page as a message in place of the result plus a pop-up, through the API
@@ -34,6 +36,8 @@ import torch
 from matplotlib.figure import Figure
 
 from .aggregation import AGGREGATIONS, aggregate
+from .generation import MODES as GENERATION_MODES
+from .generation import best_of_n
 from .loading import untrained_head_warning
 from .modeling_sprm import pad_traces
 from .pipeline_sprm import score_json, trace_result
@@ -46,7 +50,6 @@ STEP_MODES = {
     "model": "at the model's step delimiter ('.' + blank line)",
     "paragraphs": "at every blank line (one step per paragraph)",
 }
-GENERATION_MODES = {"low": 2, "medium": 8, "high": 32}  # MetaStone-S1's Best-of-N sizes
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class DemoLimits:
     max_question_chars: int = 2_000
     max_solution_chars: int = 8_000
     max_candidates: int = 8
+    max_new_tokens: int = 320  # per sampled candidate
     concurrency: int = 1  # model calls at a time (they share one CPU model)
     max_queue: int = 32  # waiting requests beyond this are turned away with a message
 
@@ -156,9 +160,10 @@ STEPS_CSS = """
 .sprm-legend { display: flex; align-items: center; gap: 8px; font-size: 13px; margin-top: 6px; }
 .sprm-legend-bar { position: relative; flex: 1; height: 12px; border-radius: 6px; max-width: 320px; }
 .sprm-legend-mark { position: absolute; top: -4px; width: 2px; height: 20px; background: #111827; }
-.sprm-candidates { width: 100%; border-collapse: collapse; font-size: 14px; }
-.sprm-candidates td, .sprm-candidates th { padding: 4px 8px; border-bottom: 1px solid #e5e7eb; text-align: left;
-  vertical-align: top; }
+.sprm-candidates { width: 100%; border-collapse: collapse; border: none; font-size: 14px; }
+.sprm-candidates td, .sprm-candidates th { padding: 6px 8px; border: none; border-bottom: 1px solid #e5e7eb;
+  text-align: left; vertical-align: top; }
+.sprm-candidates summary { cursor: pointer; font-size: 13px; color: #374151; margin: 4px 0; }
 .sprm-cells { display: flex; gap: 2px; }
 .sprm-cell { width: 14px; height: 14px; border-radius: 3px; }
 .sprm-best { background: #ecfdf5; }
@@ -260,27 +265,32 @@ def _format_score(score: float | None) -> str:
     return "not scored" if score is None else f"{score:.3f}"
 
 
-def candidates_html(result: dict) -> str:
-    """Best-of-N candidates ranked by SPRM score (best first), each with its answer and step-score strip."""
+def candidates_html(result: dict, threshold: float) -> str:
+    """Best-of-N candidates ranked by SPRM score (best first): score, answer, a strip of step colours, and the
+    scored steps (unfolded for the SPRM's pick)."""
     rows = []
     for rank, index in enumerate(result["ranking"], start=1):
         cand = result["candidates"][index]
+        steps = cand["steps"]
         cells = "".join(
             f'<span class="sprm-cell" style="background: {score_color(s["score"])};" '
             f'title="step {k + 1}: {_format_score(s["score"])}"></span>'
-            for k, s in enumerate(cand["steps"])
+            for k, s in enumerate(steps)
         )
-        answer = "—" if cand["answer"] is None else html.escape(str(cand["answer"]))
+        answer = "no answer" if cand["answer"] is None else html.escape(str(cand["answer"]))
         best = index == result["best"]
-        text = html.escape(cand["text"])
+        first = cand.get("first_error_step")
+        found = f"{len(steps)} step{'s' if len(steps) != 1 else ''}"
+        found += "" if first is None else f", first predicted error: step {first + 1}"
+        found += ", cut at the token limit" if cand["truncated"] else ""
         rows.append(
             f'<tr class="{"sprm-best" if best else ""}" data-candidate="{index}" data-score="{cand["score"]:.6f}">'
             f'<td>{rank}{" ★" if best else ""}</td><td>#{index + 1}</td><td><b>{cand["score"]:.3f}</b></td>'
-            f"<td>{answer}</td><td><div class=\"sprm-cells\">{cells}</div>"
-            f"<details><summary>{len(cand['steps'])} steps</summary>"
-            f'<div class="sprm-step-text">{text}</div></details></td></tr>'
+            f'<td>{answer}</td><td><div class="sprm-cells">{cells}</div>'
+            f'<details{" open" if best else ""}><summary>{found}</summary>'
+            f"{steps_html(steps, first, threshold)}</details></td></tr>"
         )
-    head = "<tr><th>rank</th><th>sample</th><th>SPRM score</th><th>answer</th><th>step scores</th></tr>"
+    head = "<tr><th>rank</th><th>sample</th><th>SPRM score</th><th>answer</th><th>steps</th></tr>"
     return f'<table class="sprm-candidates">{head}{"".join(rows)}</table>'
 
 
@@ -372,6 +382,23 @@ class DemoScorer:
         result["has_tags"] = config.think_start_tag in trace or config.think_end_tag in trace
         return result
 
+    def generate(self, question: str, mode: str, progress_callback: Callable | None = None) -> dict:
+        """Best-of-N for a mode (``generation.best_of_n``'s record), within the limits."""
+        n = check_candidates(mode, self.limits)
+        check_text("Question", question, self.limits.max_question_chars)
+        return best_of_n(
+            self.model,
+            self.tokenizer,
+            question,
+            num_candidates=n,
+            max_new_tokens=self.limits.max_new_tokens,
+            progress_callback=progress_callback,
+        )
+
+    def generate_api(self, question: str, mode: str) -> dict:
+        """The ``/generate`` endpoint: ``generation.best_of_n``'s record for ``mode`` ("low", "medium", ...)."""
+        return self.generate(question, mode)
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # Examples (committed slices, shipped in modeling_sprm/examples; see its README for sources and licenses)
@@ -462,15 +489,6 @@ def _page_errors(n_outputs: int, message_at: int) -> Callable:
         return wrapper
 
     return decorate
-
-
-def generation_module():
-    """``modeling_sprm.generation`` (Best-of-N), or None while this installation does not have it."""
-    try:
-        from . import generation
-    except ImportError:
-        return None
-    return generation if hasattr(generation, "best_of_n") else None
 
 
 def about_markdown(model_name: str, model_card_url: str | None, has_card: bool, limits: DemoLimits) -> str:
@@ -624,53 +642,41 @@ def build_demo(
                 gr.Markdown(card_text)
 
         gr.api(_api_errors(scorer.score_api), api_name="score", concurrency_id="model")
+        gr.api(_api_errors(scorer.generate_api), api_name="generate", concurrency_id="model")
 
     demo.queue(default_concurrency_limit=limits.concurrency, max_size=limits.max_queue)
     return demo
 
 
 def _generate_tab(scorer: DemoScorer, questions: list[str], limits: DemoLimits) -> None:
-    generation = generation_module()
     gr.Markdown(
-        "Sample several solutions from the backbone, score each with the SPRM, and compare the SPRM's pick "
-        "(highest solution score) with the majority-vote answer. Modes: "
+        "Sample several solutions from the backbone, score each with the SPRM (from the hidden states computed "
+        "while sampling), and compare the SPRM's pick (highest solution score) with the majority-vote answer. "
+        "Modes: "
         + ", ".join(f"**{m}** = {n} samples" for m, n in GENERATION_MODES.items())
-        + f" (this demo allows at most {limits.max_candidates})."
+        + f" (this demo allows at most {limits.max_candidates}, of up to {limits.max_new_tokens} tokens each)."
     )
     with gr.Row():
         with gr.Column(scale=5):
             question = gr.Textbox(label="Question", lines=3, elem_id="generate-question")
             mode = gr.Radio(list(GENERATION_MODES), value="low", label="Mode", elem_id="generate-mode")
-            button = gr.Button(
-                "Generate and pick", variant="primary", elem_id="generate-button", interactive=generation is not None
-            )
+            button = gr.Button("Generate and pick", variant="primary", elem_id="generate-button")
         with gr.Column(scale=6):
             pick = gr.HTML(css_template=STEPS_CSS, elem_id="generate-pick")
             table = gr.HTML(css_template=STEPS_CSS, elem_id="generate-candidates")
     gr.Examples([[q] for q in questions], inputs=[question], cache_examples=False)
-    if generation is None:
-        gr.Markdown(
-            "> Generation is not available in this installation yet (`modeling_sprm.generation` is missing).",
-            elem_id="generate-unavailable",
-        )
-        return
 
     @_page_errors(n_outputs=2, message_at=0)
     def on_generate(q, m, progress=gr.Progress()):
-        n = check_candidates(m, limits)
-        check_text("Question", q, limits.max_question_chars)
-        progress(0, desc=f"sampling {n} candidates")
-        result = generation.best_of_n(
-            scorer.model,
-            scorer.tokenizer,
-            q,
-            num_candidates=n,
-            progress_callback=lambda done, total: progress(done / total, desc=f"candidate {done}/{total}"),
-        )
-        return pick_summary_html(result), candidates_html(result)
+        def report(stage: str, done: int, total: int) -> None:
+            what = "sampling candidates" if stage == "generate" else "scoring"
+            progress(done / max(total, 1), desc=what)
+
+        result = scorer.generate(q, m, progress_callback=report)
+        return pick_summary_html(result), candidates_html(result, scorer.config.threshold)
 
     button.click(
-        on_generate, inputs=[question, mode], outputs=[pick, table], api_name="generate", concurrency_id="model"
+        on_generate, inputs=[question, mode], outputs=[pick, table], api_visibility="private", concurrency_id="model"
     )
 
 

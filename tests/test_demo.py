@@ -92,7 +92,7 @@ def tiny_loaded(tiny_folder):
 
 @pytest.fixture(scope="module")
 def tiny_app(tiny_loaded):
-    with served(*tiny_loaded) as app:
+    with served(*tiny_loaded, limits=DemoLimits(max_new_tokens=24)) as app:
         yield app
 
 
@@ -252,6 +252,19 @@ def test_interface_contract(tiny_app, tiny_client):
     assert [p["parameter_name"] for p in endpoint["parameters"]] == ["question", "solution"]
 
 
+def test_generate_api_ranks_candidates_and_refuses_too_many(tiny_client):
+    from gradio_client.exceptions import AppError
+
+    result = tiny_client.predict(QUESTION, "low", api_name="/generate")
+    assert len(result["candidates"]) == 2 and sorted(result["ranking"]) == [0, 1]
+    assert result["best"] == result["ranking"][0]
+    scores = [result["candidates"][i]["score"] for i in result["ranking"]]
+    assert scores == sorted(scores, reverse=True)
+    assert all(c["num_tokens"] <= 24 for c in result["candidates"])  # the demo's token limit
+    with pytest.raises(AppError, match=r"Mode 'high' samples 32 candidates; this demo allows at most 8"):
+        tiny_client.predict(QUESTION, "high", api_name="/generate")
+
+
 def test_space_readme_client_snippet_runs(tiny_app):
     block = re.findall(r"```python\n(.*?)```", (ROOT / "demo" / "README.md").read_text(encoding="utf-8"), re.S)[0]
     assert 'Client("OWNER/SPACE-NAME")' in block
@@ -333,8 +346,9 @@ def default_app():
     from modeling_sprm.loading import load_model_and_tokenizer
 
     model, tokenizer, name = load_model_and_tokenizer(None)
-    with served(model, tokenizer, name) as (demo, url):
-        yield url, DemoScorer(model, tokenizer, name)
+    limits = DemoLimits(max_new_tokens=48)  # short candidates: sampling on 2 busy CPU cores is slow
+    with served(model, tokenizer, name, limits) as (demo, url):
+        yield url, DemoScorer(model, tokenizer, name, limits)
 
 
 @pytest.fixture
@@ -392,8 +406,6 @@ def test_browser_shows_limits_and_the_think_view(page):
     assert page.locator(".toast-body").filter(has_text="Solution is too long").count() == 1  # and a pop-up
     page.screenshot(path=str(ARTIFACTS / "demo-too-long.png"), full_page=True)
 
-    page.get_by_role("tab", name="Generate and pick").click()
-    assert "(this demo allows at most 8)" in page.locator("#generate-tab").inner_text()
 
     page.get_by_role("tab", name="Think / response").click()
     page.get_by_role("button", name="Robe bolts (an error in the thinking)").click()
@@ -403,3 +415,27 @@ def test_browser_shows_limits_and_the_think_view(page):
     assert page.locator("#response-steps .sprm-step").count() == 2
     assert page.locator("#think-tab").get_by_label("Think score", exact=True).input_value() != ""
     page.screenshot(path=str(ARTIFACTS / "demo-think.png"), full_page=True)
+
+
+@pytest.mark.slow
+def test_browser_generates_and_picks(page):
+    page.get_by_role("tab", name="Generate and pick").click()
+    tab = page.locator("#generate-tab")
+    tab.get_by_label("Question", exact=True).fill(QUESTION)
+    tab.get_by_label("high").check()
+    tab.get_by_role("button", name="Generate and pick").click()
+    error = page.locator("#generate-pick .sprm-error")
+    error.wait_for()
+    assert "Mode 'high' samples 32 candidates; this demo allows at most 8" in error.inner_text()
+
+    tab.get_by_label("low").check()
+    tab.get_by_role("button", name="Generate and pick").click()
+    page.locator("#generate-tab .progress-text, #generate-tab .progress-level").first.wait_for()  # visible progress
+    rows = page.locator("#generate-candidates tr[data-candidate]")
+    rows.first.wait_for()
+    assert rows.count() == 2 and page.locator("#generate-candidates tr.sprm-best").count() == 1
+    scores = [float(rows.nth(i).get_attribute("data-score")) for i in range(2)]
+    assert scores == sorted(scores, reverse=True)  # ranked best first
+    summary = page.locator("#generate-pick").inner_text()
+    assert "SPRM pick:" in summary and "majority vote:" in summary
+    page.screenshot(path=str(ARTIFACTS / "demo-generate.png"), full_page=True)
