@@ -39,14 +39,16 @@ def add_score_parser(subparsers) -> None:
     source.add_argument("--solution-file", help="a UTF-8 file holding the solution text")
     source.add_argument("--steps-json", help='a JSON file holding a list of step strings, e.g. ["step 1", "step 2"]')
     p.add_argument("--model", help="SPRM folder or Hub id (default: the embedded SmolLM2 default)")
-    p.add_argument("--threshold", type=float, default=0.5, help="a step below this is a predicted error (0.5)")
+    p.add_argument(
+        "--threshold", type=float, help="a step below this is a predicted error (default: the model's, usually 0.5)"
+    )
     _add_quantization_argument(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(run=run_score)
 
 
 def run_score(args) -> None:
-    if not 0.0 <= args.threshold <= 1.0:
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         _fail(f"--threshold must be in [0, 1], got {args.threshold}")
     record = {"question": args.question}
     if args.steps_json:
@@ -68,24 +70,19 @@ def run_score(args) -> None:
     if (warning := untrained_head_warning(model, name)) is not None:
         print(warning, file=sys.stderr)
     scorer = pipeline("step-scoring", model=model, tokenizer=tokenizer)
+    threshold = model.config.threshold if args.threshold is None else args.threshold
     try:
-        result = scorer(record, threshold=args.threshold)
+        result = scorer(record, threshold=threshold)
     except (TypeError, ValueError) as err:
         _fail(str(err))
     if result["truncated"]:
         print("warning: the input is longer than the model's context; steps after the cut are not scored", file=sys.stderr)
     if args.json:
-        out = {
-            "steps": [{"text": s["text"], "score": s["score"]} for s in result["steps"]],
-            "score": result["score"],
-            "first_error_step": result["first_error_step"],
-            "model": name,
-            "truncated": result["truncated"],
-            "no_steps": result["no_steps"],
-        }
-        print(json.dumps(out, ensure_ascii=False))
+        from .pipeline_sprm import score_json
+
+        print(json.dumps(score_json(result, name), ensure_ascii=False))
         return
-    print(format_score_table(result, name, args.threshold))
+    print(format_score_table(result, name, threshold))
 
 
 def format_score_table(result: dict, model_name: str, threshold: float) -> str:
@@ -444,6 +441,35 @@ def run_convert(args) -> None:
     print(f"wrote {dst}")
 
 
+# -- sprm demo ----------------------------------------------------------------------------------------------------
+
+
+def add_demo_parser(subparsers) -> None:
+    p = subparsers.add_parser("demo", help="start the web demo (Gradio) and serve it until Ctrl+C")
+    p.add_argument("--model", help="SPRM folder or Hub id (default: the embedded SmolLM2 default)")
+    p.add_argument("--port", type=int, default=7860, help="port to listen on (7860)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1; 0.0.0.0 serves the network)")
+    p.add_argument("--max-candidates", type=int, help="largest Best-of-N a request may ask for (default 8)")
+    _add_quantization_argument(p)
+    p.set_defaults(run=run_demo)
+
+
+def run_demo(args) -> None:
+    if not 0 < args.port < 65536:
+        _fail(f"--port must be in 1..65535, got {args.port}")
+    if args.max_candidates is not None and args.max_candidates < 1:
+        _fail(f"--max-candidates must be at least 1, got {args.max_candidates}")
+    from .demo import DemoLimits, build_demo, hub_model_url, launch
+    from .loading import load_model_and_tokenizer, untrained_head_warning
+
+    model, tokenizer, name = load_model_and_tokenizer(args.model, quantization=args.quantization)
+    if (warning := untrained_head_warning(model, name)) is not None:
+        print(warning, file=sys.stderr)
+    limits = DemoLimits() if args.max_candidates is None else DemoLimits(max_candidates=args.max_candidates)
+    demo = build_demo(model, tokenizer, name, limits, model_card_url=hub_model_url(args.model))
+    launch(demo, host=args.host, port=args.port)
+
+
 # -- sprm train ---------------------------------------------------------------------------------------------------
 
 
@@ -534,6 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parser(subparsers)
     add_push_parser(subparsers)
     add_convert_parser(subparsers)
+    add_demo_parser(subparsers)
     add_train_parser(subparsers)
     return parser
 

@@ -94,6 +94,20 @@ def _approximate_length(inputs: Any) -> int:
                for v in inputs.values() if isinstance(v, (str, list, tuple)))
 
 
+def score_json(result: dict, model_name: str) -> dict:
+    """The public JSON object of one scored solution, as ``sprm score --json`` prints it and the demo's ``/score``
+    API returns it: ``{"steps": [{"text", "score"}], "score", "first_error_step", "model", "truncated",
+    "no_steps"}``. Built from a pipeline output (``trace_result``); the one place that defines it."""
+    return {
+        "steps": [{"text": s["text"], "score": s["score"]} for s in result["steps"]],
+        "score": result["score"],
+        "first_error_step": result["first_error_step"],
+        "model": model_name,
+        "truncated": result["truncated"],
+        "no_steps": result["no_steps"],
+    }
+
+
 def _collate(items: list[dict]) -> dict:
     return {"items": items}
 
