@@ -85,8 +85,10 @@ def main() -> None:
                                         args.bon_batch, sampling, seed=200 + 10 * q)
         per_question.append({
             "reference": row["answer"],
-            "search": {**outcome(search, row["answer"]), "rounds": search["rounds"], "seconds": search_time.times[-1]},
-            "best_of_n": {**outcome(bon, row["answer"]), "seconds": bon_time.times[-1]},
+            "search": {**outcome(search, row["answer"]), "rounds": search["rounds"], "seconds": search_time.times[-1],
+                       "cpu_seconds": search_time.cpu_times[-1]},
+            "best_of_n": {**outcome(bon, row["answer"]), "seconds": bon_time.times[-1],
+                          "cpu_seconds": bon_time.cpu_times[-1]},
         })
         print(per_question[-1], flush=True)
 
@@ -100,6 +102,7 @@ def main() -> None:
             "weighted_accuracy": accuracy(method, "weighted_correct"),
             "generated_tokens": sum(p[method]["generated_tokens"] for p in per_question),
             "seconds": (search_time if method == "search" else bon_time).total,
+            "cpu_seconds": (search_time if method == "search" else bon_time).cpu_total,
         }
         for method in ("search", "best_of_n")
     }
