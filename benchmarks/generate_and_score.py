@@ -216,22 +216,24 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     rows = load_gsm8k(args.gsm8k, max(args.solutions, args.questions + args.bon_groups))
     path = RESULTS / "generate_and_score.json"
-    result = json.loads(path.read_text()) if path.is_file() else {}
-    result["model"] = "SmolLM2-135M-Instruct (embedded, Q4_1 weights dequantized to fp32) + default SPRM head"
-    result["data"] = f"GSM8K test, first rows of {args.gsm8k}"
+    common = {"model": "SmolLM2-135M-Instruct (embedded, Q4_1 weights dequantized to fp32) + default SPRM head",
+              "data": f"GSM8K test, first rows of {args.gsm8k}"}
+
+    def save(**sections) -> None:
+        # Re-read the file before each write: sections measured by separate runs keep each other's results.
+        result = json.loads(path.read_text()) if path.is_file() else {}
+        write_result("generate_and_score", {**result, **common, **sections})
+
     if "timing" in args.sections or "batched" in args.sections:
         model, tokenizer, _ = load_model_and_tokenizer(None)
-        result["head_trained"] = model.config.head_is_trained
+        common["head_trained"] = model.config.head_is_trained
         if "timing" in args.sections:
-            result["timing"] = finished({"machine": machine(), **section_timing(model, tokenizer, rows, args)})
-            write_result("generate_and_score", result)
+            save(timing=finished({"machine": machine(), **section_timing(model, tokenizer, rows, args)}))
         if "batched" in args.sections:
-            result["batched"] = finished({"machine": machine(), **section_batched(model, tokenizer, rows, args)})
-            write_result("generate_and_score", result)
+            save(batched=finished({"machine": machine(), **section_batched(model, tokenizer, rows, args)}))
         del model
     if "quantization" in args.sections:
-        result["quantization"] = finished({"machine": machine(), **section_quantization(rows, args)})
-        write_result("generate_and_score", result)
+        save(quantization=finished({"machine": machine(), **section_quantization(rows, args)}))
 
 
 if __name__ == "__main__":
