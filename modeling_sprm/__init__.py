@@ -6,6 +6,7 @@
 
 from .backbones import EMBEDDED_BACKBONE_ID, resolve_backbone
 from .configuration_sprm import SPRMConfig
+from .generation import SamplingConfig, best_of_n, step_search
 from .modeling_sprm import SPRMForStepScoring, SPRMHead, SPRMOutput
 from .pipeline_sprm import StepScoringPipeline
 from .registration import register
@@ -21,10 +22,13 @@ __all__ = [
     "SPRMForStepScoring",
     "SPRMHead",
     "SPRMOutput",
+    "SamplingConfig",
     "StepRules",
     "StepScoringPipeline",
+    "best_of_n",
     "build_trace",
     "join_steps",
     "resolve_backbone",
     "segment",
+    "step_search",
 ]

@@ -95,3 +95,32 @@ def answers_match(predicted: str | None, reference: str | None) -> bool:
         x, y = float(a), float(b)
         return abs(x - y) <= 1e-6 * max(1.0, abs(x), abs(y))
     return " ".join(predicted.split()).lower() == " ".join(reference.split()).lower()
+
+
+def _vote_key(answer: str) -> str:
+    """Answers that mean the same vote together: numbers by value, other answers whitespace-normalised."""
+    return normalize_number(answer) or " ".join(answer.split())
+
+
+def weighted_vote(answers: list[str | None], weights: list[float] | None = None) -> str | None:
+    """The answer with the largest total weight (one vote each without ``weights``). ``None`` answers do not vote.
+    Ties go to the answer with more votes, then to the one that appears first. Returns the first spelling of
+    the winning answer, or None when no candidate has an answer."""
+    weights = [1.0] * len(answers) if weights is None else weights
+    if len(weights) != len(answers):
+        raise ValueError(f"{len(answers)} answers but {len(weights)} weights")
+    totals: dict[str, list] = {}  # key -> [total weight, votes, -first index, first spelling]
+    for i, (answer, weight) in enumerate(zip(answers, weights)):
+        if answer is None:
+            continue
+        entry = totals.setdefault(_vote_key(answer), [0.0, 0, -i, answer])
+        entry[0] += float(weight)
+        entry[1] += 1
+    if not totals:
+        return None
+    return max(totals.values(), key=lambda entry: entry[:3])[3]
+
+
+def majority_vote(answers: list[str | None]) -> str | None:
+    """The most frequent answer (self-consistency); ties go to the answer that appears first."""
+    return weighted_vote(answers)

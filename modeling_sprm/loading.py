@@ -3,6 +3,7 @@ backbone. Used by the CLI, the demo and the benchmarks (not shipped as remote co
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -13,18 +14,23 @@ from .modeling_sprm import SPRMForStepScoring
 
 DEFAULT_HEAD_DIR = Path(__file__).parent / "default_head"
 DEFAULT_MODEL_NAME = "sprm-default (SmolLM2-135M-Instruct + SPRM head)"
-QUANTIZATIONS = ("4bit", "8bit")
+QUANTIZATIONS = ("4bit", "nf4", "fp4", "8bit")
 
 
-def quantization_config(quantization: str | None):
-    """`BitsAndBytesConfig` for "4bit" (nf4, fp32 compute) or "8bit"; None for full precision."""
+def quantization_config(quantization: str | None, compute_dtype: torch.dtype = torch.float32):
+    """`BitsAndBytesConfig` for "4bit" (= "nf4"), "fp4" or "8bit"; None for full precision. Only the backbone's
+    linear layers are quantized: the SPRM head stays in float32 (`_keep_in_fp32_modules`). `compute_dtype` is the
+    4-bit matmul dtype (float32 on CPU; float16 or bfloat16 on a GPU)."""
     if quantization is None:
         return None
     from transformers import BitsAndBytesConfig
 
-    if quantization == "4bit":
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32)
+    if quantization in ("4bit", "nf4", "fp4"):
+        quant_type = "fp4" if quantization == "fp4" else "nf4"
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=quant_type, bnb_4bit_compute_dtype=compute_dtype)
     if quantization == "8bit":
+        # bitsandbytes logs a warning on every 8-bit matmul with float32 inputs (cast to float16 on purpose)
+        logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
         return BitsAndBytesConfig(load_in_8bit=True)
     raise ValueError(f"quantization must be one of {QUANTIZATIONS} or None, got {quantization!r}")
 
@@ -43,15 +49,21 @@ def load_tokenizer(model: SPRMForStepScoring, name_or_path: str | None = None):
 
 
 def load_model_and_tokenizer(
-    name_or_path: str | None = None, quantization: str | None = None, dtype: torch.dtype | None = None
+    name_or_path: str | None = None,
+    quantization: str | None = None,
+    dtype: torch.dtype | None = None,
+    device_map: str | dict | None = None,
 ) -> tuple[SPRMForStepScoring, object, str]:
     """Load ``(model, tokenizer, display_name)``. Without a name: the shipped default head on the embedded
-    SmolLM2 backbone, or, where no head ships, a fresh (untrained, seeded) head on it."""
+    SmolLM2 backbone, or, where no head ships, a fresh (untrained, seeded) head on it. ``quantization`` is one of
+    `QUANTIZATIONS` (4-bit compute in ``dtype``, float32 by default); ``device_map`` places the backbone."""
     kwargs = {}
     if quantization is not None:
-        kwargs["quantization_config"] = quantization_config(quantization)
+        kwargs["quantization_config"] = quantization_config(quantization, dtype or torch.float32)
     if dtype is not None:
         kwargs["dtype"] = dtype
+    if device_map is not None:
+        kwargs["device_map"] = device_map
     if name_or_path is None:
         if (DEFAULT_HEAD_DIR / "config.json").is_file():
             model = SPRMForStepScoring.from_pretrained(DEFAULT_HEAD_DIR, **kwargs)

@@ -458,10 +458,14 @@ def pad_traces(traces: Sequence[EncodedTrace], pad_token_id: int) -> dict[str, t
 
 
 def _copy_pipeline_code(save_directory: Path) -> None:
-    """Put the pipeline's code next to the model's, for `pipeline(model=dir, trust_remote_code=True)`."""
+    """Put the pipeline's code, and the modules it imports (generation, answers, ...), next to the model's, for
+    `pipeline(model=dir, trust_remote_code=True)`."""
+    from transformers.dynamic_module_utils import get_relative_import_files
+
     source = Path(__file__).with_name("pipeline_sprm.py")
     if source.is_file():
-        shutil.copy(source, save_directory / source.name)
+        for path in [str(source), *get_relative_import_files(str(source))]:
+            shutil.copy(path, save_directory / Path(path).name)
 
 
 __all__ = ["SPRMForStepScoring", "SPRMHead", "SPRMOutput", "pad_traces"]

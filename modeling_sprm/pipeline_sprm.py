@@ -1,12 +1,18 @@
-"""``pipeline("step-scoring")``: score solutions step by step with an SPRM.
+"""``pipeline("step-scoring")``: score solutions step by step with an SPRM, or generate candidates and score them.
 
 Inputs (one, or a list, or a dataset / generator streamed through the pipeline):
 
 * ``{"question": str, "solution": str}``: the solution is cut into steps (``SPRMConfig.step_delimiters``);
 * ``{"question": str, "steps": [str, ...]}``: the steps as given, joined canonically;
-* ``{"text": str}``: an already formatted trace (e.g. a whole chat with ``<think>...</think>``), scored as is.
+* ``{"question": str, "solutions": [str, ...]}``: several solutions; the output is a list, one record each;
+* ``{"text": str}``: an already formatted trace (e.g. a whole chat with ``<think>...</think>``), scored as is;
+* ``{"question": str}`` alone: **generate and score** (Best-of-N, ``generation.best_of_n``): ``mode="low"`` /
+  ``"medium"`` / ``"high"`` (N = 2 / 8 / 32, MetaStone-S1; "low" by default) or ``num_candidates=N``, with the
+  sampling options ``temperature`` (0.6), ``top_p`` (0.95), ``top_k``, ``repetition_penalty``,
+  ``max_new_tokens`` (512), ``generation_batch_size``, ``seed``, and ``answer_extractor`` ("auto", "gsm8k",
+  "boxed" or a callable), ``progress_callback``. Step scores come from the features captured while sampling.
 
-Output per solution::
+Output per scored solution::
 
     {"steps": [{"text": str, "score": float | None, "part": "think" | "response"}],
      "score": float, "first_error_step": int | None, "truncated": bool, "no_steps": bool,
@@ -14,7 +20,9 @@ Output per solution::
 
 ``score`` is ``None`` for a step cut off by truncation (``truncated`` is then True); ``first_error_step`` is the
 index of the first step scoring below ``threshold`` (default ``config.threshold``). Batched with padding
-(``batch_size=``). Shipped as remote code next to the model.
+(``batch_size=``). Output of generate-and-score: the dict of ``generation.best_of_n`` (candidates in sampling
+order with their steps, scores and answers; ``best``, ``ranking``, ``majority_answer``, ``sprm_answer``,
+``weighted_answer``, ``num_without_answer``). Shipped as remote code next to the model.
 """
 
 from __future__ import annotations
@@ -29,10 +37,26 @@ from transformers import Pipeline
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
 from .aggregation import aggregate
+from .generation import SamplingConfig, best_of_n
 from .modeling_sprm import pad_traces
 from .steps import EncodedTrace, StepRules, build_trace
 
 INPUT_KEYS = ({"question", "solution"}, {"question", "steps"}, {"text"})
+SOLUTION_KEYS = ("solution", "steps", "solutions", "text")
+INPUT_FORMS = (
+    "{'question', 'solution'}, {'question', 'steps'}, {'question', 'solutions'}, {'text'}, "
+    "or {'question'} alone to generate and score"
+)
+GENERATION_PARAMS = ("mode", "num_candidates", "answer_extractor", "progress_callback")
+SAMPLING_PARAMS = {  # pipeline argument -> SamplingConfig field
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "top_k": "top_k",
+    "repetition_penalty": "repetition_penalty",
+    "max_new_tokens": "max_new_tokens",
+    "generation_batch_size": "batch_size",
+    "seed": "seed",
+}
 
 
 def trace_result(trace: EncodedTrace, step_scores: list[float], score: float, threshold: float, config: Any) -> dict:
@@ -62,19 +86,61 @@ def trace_result(trace: EncodedTrace, step_scores: list[float], score: float, th
     return result
 
 
+def _approximate_length(inputs: Any) -> int:
+    """Characters of an input's text fields: a cheap stand-in for its token count, to sort inputs by length."""
+    if not isinstance(inputs, collections.abc.Mapping):
+        return 0
+    return sum(len(v) if isinstance(v, str) else sum(len(s) for s in v if isinstance(s, str))
+               for v in inputs.values() if isinstance(v, (str, list, tuple)))
+
+
+def score_json(result: dict, model_name: str) -> dict:
+    """The public JSON object of one scored solution, as ``sprm score --json`` prints it and the demo's ``/score``
+    API returns it: ``{"steps": [{"text", "score"}], "score", "first_error_step", "model", "truncated",
+    "no_steps"}``. Built from a pipeline output (``trace_result``); the one place that defines it."""
+    return {
+        "steps": [{"text": s["text"], "score": s["score"]} for s in result["steps"]],
+        "score": result["score"],
+        "first_error_step": result["first_error_step"],
+        "model": model_name,
+        "truncated": result["truncated"],
+        "no_steps": result["no_steps"],
+    }
+
+
 def _collate(items: list[dict]) -> dict:
-    return {"traces": [trace for item in items for trace in item["traces"]]}
+    return {"items": items}
 
 
 class StepScoringPipeline(Pipeline):
-    """Scores each step of a solution with an [`SPRMForStepScoring`] model (task ``"step-scoring"``)."""
+    """Scores each step of a solution with an [`SPRMForStepScoring`] model, or generates candidates with the same
+    model and scores them (task ``"step-scoring"``; see the module docstring)."""
+
+    def __call__(self, inputs: Any, *args, **kwargs):
+        # A list scored in batches is sorted by length first (and the results put back in input order), so that
+        # each padded batch holds inputs of similar length: less padding computed.
+        batch_size = kwargs.get("batch_size") or self._batch_size or 1
+        if isinstance(inputs, list) and 1 < batch_size < len(inputs):
+            order = sorted(range(len(inputs)), key=lambda i: _approximate_length(inputs[i]))
+            outputs = super().__call__([inputs[i] for i in order], *args, **kwargs)
+            restored = [None] * len(inputs)
+            for position, i in enumerate(order):
+                restored[i] = outputs[position]
+            return restored
+        return super().__call__(inputs, *args, **kwargs)
 
     def _sanitize_parameters(self, threshold: float | None = None, max_length: int | None = None, **kwargs):
+        forward = {k: kwargs.pop(k) for k in GENERATION_PARAMS if k in kwargs}
+        sampling = {SAMPLING_PARAMS[k]: kwargs.pop(k) for k in list(kwargs) if k in SAMPLING_PARAMS}
         if kwargs:
             raise TypeError(f"unexpected arguments for the step-scoring pipeline: {sorted(kwargs)}")
+        if sampling:
+            forward["sampling"] = SamplingConfig.from_kwargs(**sampling)
         preprocess = {} if max_length is None else {"max_length": max_length}
         postprocess = {} if threshold is None else {"threshold": threshold}
-        return preprocess, {}, postprocess
+        if threshold is not None:
+            forward["threshold"] = threshold
+        return preprocess, forward, postprocess
 
     @property
     def rules(self) -> StepRules:
@@ -91,14 +157,22 @@ class StepScoringPipeline(Pipeline):
                 f"{{'text'}}; got {type(inputs).__name__}"
             )
         keys = {k for k, v in inputs.items() if v is not None}
+        if "question" in keys and not keys.intersection(SOLUTION_KEYS):
+            return {"question": inputs["question"]}  # generate and score
+        if keys >= {"question", "solutions"}:
+            solutions = inputs["solutions"]
+            if isinstance(solutions, str) or not isinstance(solutions, collections.abc.Sequence) or not solutions:
+                raise ValueError("`solutions` must be a non-empty list of solution strings")
+            traces = [self._trace({"question": inputs["question"], "solution": s}, max_length) for s in solutions]
+            return {"traces": traces, "multi": True}
         if not any(keys >= expected for expected in INPUT_KEYS):
-            raise ValueError(
-                f"step-scoring input has keys {sorted(keys)}; expected {{'question', 'solution'}}, "
-                f"{{'question', 'steps'}} or {{'text'}}"
-            )
+            raise ValueError(f"step-scoring input has keys {sorted(keys)}; expected {INPUT_FORMS}")
+        return {"traces": [self._trace(inputs, max_length)], "multi": False}
+
+    def _trace(self, inputs: collections.abc.Mapping, max_length: int | None) -> EncodedTrace:
         config = self.model.config
         fields = {k: inputs.get(k) for k in ("question", "solution", "steps", "text")}
-        trace = build_trace(
+        return build_trace(
             self.tokenizer,
             self.rules,
             **fields,
@@ -106,22 +180,45 @@ class StepScoringPipeline(Pipeline):
             plain_template=config.plain_prompt_template,
             max_length=max_length or self.default_max_length(),
         )
-        return {"traces": [trace]}
 
-    def _forward(self, model_inputs: dict) -> dict:
-        traces = model_inputs["traces"]
+    def _forward(self, model_inputs: dict, **generation_params) -> dict:
+        # A batch from get_iterator is {"items": [...]}; an unbatched call passes one preprocessed item.
+        items = model_inputs["items"] if "items" in model_inputs else [model_inputs]
+        traces = [trace for item in items for trace in item.get("traces", [])]
+        step_scores, scores = self._score(traces) if traces else ([], [])
+        outputs, k = [], 0
+        for item in items:
+            if "question" in item:
+                outputs.append({"generated": self._generate(item["question"], **generation_params)})
+                continue
+            n = len(item["traces"])
+            outputs.append({**item, "step_scores": step_scores[k : k + n], "scores": scores[k : k + n]})
+            k += n
+        return {"items": outputs}
+
+    def _score(self, traces: list[EncodedTrace]) -> tuple[list[list[float]], list[float]]:
         pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         batch = {k: v.to(self.device) for k, v in pad_traces(traces, pad_id).items()}
-        out = self.model(**batch)
+        with torch.inference_mode():  # quantized backbones need it (bitsandbytes 4-bit after generate())
+            out = self.model(**batch)
         step_scores = [out.step_scores[i][out.step_mask[i]].tolist() for i in range(len(traces))]
-        return {"traces": traces, "step_scores": step_scores, "scores": out.scores.tolist()}
+        return step_scores, out.scores.tolist()
 
-    def postprocess(self, model_outputs: dict, threshold: float | None = None) -> dict:
+    def _generate(self, question: str, threshold: float | None = None, **params) -> dict:
+        return best_of_n(self.model, self.tokenizer, question, threshold=threshold, **params)
+
+    def postprocess(self, model_outputs: dict, threshold: float | None = None) -> dict | list[dict]:
+        item = model_outputs["items"]
+        if isinstance(item, list):  # unbatched call: a list of one
+            item = item[0]
+        if "generated" in item:
+            return item["generated"]
         threshold = self.model.config.threshold if threshold is None else threshold
-        trace, step_scores, score = (model_outputs[k] for k in ("traces", "step_scores", "scores"))
-        if isinstance(trace, list):  # unbatched call: lists of one
-            trace, step_scores, score = trace[0], step_scores[0], score[0]
-        return trace_result(trace, step_scores, score, threshold, self.model.config)
+        results = [
+            trace_result(trace, steps, score, threshold, self.model.config)
+            for trace, steps, score in zip(item["traces"], item["step_scores"], item["scores"])
+        ]
+        return results if item["multi"] else results[0]
 
     def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):
         # As Pipeline.get_iterator, with a collate function that keeps step positions (padded with -1 by

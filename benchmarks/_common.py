@@ -1,0 +1,109 @@
+"""Shared by the benchmark scripts: GSM8K loading, machine facts, JSON output, timing."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # benchmark this checkout of the package, whatever is installed
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DEFAULT_GSM8K = "/work/shared/data/gsm8k/test.jsonl"  # the project's copy of GSM8K (MIT); pass --gsm8k elsewhere
+
+
+def load_gsm8k(path: str | Path, n: int) -> list[dict]:
+    """The first ``n`` rows of a GSM8K jsonl file as ``{"question", "steps", "answer"}``: the reference solution's
+    lines as steps (calculator annotations ``<<...>>`` removed), the number after ``####`` as the answer."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            row = json.loads(line)
+            solution, answer = row["answer"].rsplit("####", 1)
+            steps = [re.sub(r"<<[^>]*>>", "", s).strip() for s in solution.split("\n") if s.strip()]
+            rows.append({"question": row["question"], "steps": steps + [f"The answer is {answer.strip()}."],
+                         "answer": answer.strip()})
+            if len(rows) == n:
+                break
+    return rows
+
+
+def machine() -> dict:
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "platform": platform.platform(),
+        "processor": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "load_average_at_start": os.getloadavg(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def finished(section: dict) -> dict:
+    """Stamp a section's result with the load average at its end (other jobs share this machine's cores)."""
+    section["machine"]["load_average_at_end"] = os.getloadavg()
+    return section
+
+
+def write_result(name: str, result: dict) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    print(f"wrote {path}")
+    return path
+
+
+class Timer:
+    """``with timer: ...`` adds the elapsed wall-clock seconds to ``timer.times`` and this process's CPU seconds
+    to ``timer.cpu_times`` (steadier than wall time when other jobs share the cores; with one torch thread the
+    process's CPU time is its compute)."""
+
+    def __init__(self):
+        self.times: list[float] = []
+        self.cpu_times: list[float] = []
+
+    def __enter__(self):
+        self._start, self._cpu_start = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.times.append(time.perf_counter() - self._start)
+        self.cpu_times.append(time.process_time() - self._cpu_start)
+        return False
+
+    @property
+    def total(self) -> float:
+        return sum(self.times)
+
+    @property
+    def cpu_total(self) -> float:
+        return sum(self.cpu_times)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+    @property
+    def cpu_median(self) -> float:
+        return statistics.median(self.cpu_times)
