@@ -146,6 +146,8 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--limit", type=int, default=None, help="rows per group (a quick smoke run)")
+    parser.add_argument("--cached-only", action="store_true",
+                        help="use only the records whose features are cached (stated in the JSON)")
     parser.add_argument("--out", default=None, help="default: benchmarks/results/central[_noise]_{protocol}.json")
     args = parser.parse_args()
     torch.set_num_threads(1)  # small tensors: one thread is faster, and far faster on a shared machine
@@ -171,10 +173,11 @@ def main() -> None:
         "methods": {m.name: {"labels": m.labels, "loss": m.loss, "loss_options": m.loss_options,
                              "feature_normalization": m.feature_normalization} for m in methods},
     }
-    rows = load_rows(model, tokenizer, args.protocol, args.data_root, args.cache_dir)
+    rows = load_rows(model, tokenizer, args.protocol, args.data_root, args.cache_dir, cached_only=args.cached_only)
     if args.limit:
         rows = [r for g in dict.fromkeys(r["group"] for r in rows) for r in [x for x in rows if x["group"] == g][: args.limit]]
     result["n"] = len(rows)
+    result["n_per_group"] = {g: sum(r["group"] == g for r in rows) for g in dict.fromkeys(r["group"] for r in rows)}
     print(f"{args.protocol}: {len(rows)} solutions", flush=True)
     if not noise:
         runs = evaluate_heads(model, rows, methods, args.seeds, budget)

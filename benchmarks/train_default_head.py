@@ -70,6 +70,7 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--output-dir", default=str(PACKAGE_HEAD))
+    parser.add_argument("--cached-only", action="store_true", help="use only records whose features are cached")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -78,8 +79,8 @@ def main() -> None:
     started = time.time()
     method = next(m for m in METHODS if m.name == args.objective)
     model, tokenizer, _ = load_model_and_tokenizer(None)
-    processbench = load_rows(model, tokenizer, "processbench", args.data_root, args.cache_dir)
-    bbm = load_rows(model, tokenizer, "bbm", args.data_root, args.cache_dir)
+    processbench = load_rows(model, tokenizer, "processbench", args.data_root, args.cache_dir, cached_only=args.cached_only)
+    bbm = load_rows(model, tokenizer, "bbm", args.data_root, args.cache_dir, cached_only=args.cached_only)
     training = [r for r in processbench if r["group"] in TRAIN_SPLITS] + bbm
     held_out = [r for r in processbench if r["group"] in HELD_OUT_SPLITS]
     fit, validation = split_validation(training, 0.2, args.seed)
