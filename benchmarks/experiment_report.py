@@ -13,6 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
+from central_experiment import summarize_protocol
+
 RESULTS = Path(__file__).parent / "results"
 README = Path(__file__).parent.parent / "README.md"
 START, END = "<!-- central-experiment:start -->", "<!-- central-experiment:end -->"
@@ -49,9 +51,34 @@ def pct(stat: dict | None, points: bool = True) -> str:
     return f"{scale * stat['mean']:.{digits}f} ± {scale * stat['std']:.{digits}f}"
 
 
+def partial_groups(result: dict) -> list[str]:
+    """Groups that ``--cached-only`` left incomplete: shown, but left out of the averages."""
+    totals = result.get("n_total_per_group", {})
+    return [g for g, n in result.get("n_per_group", {}).items() if n < totals.get(g, n)]
+
+
 def load(name: str) -> dict | None:
+    """A result JSON with its summaries recomputed to average over the complete groups only."""
     path = RESULTS / name
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    result = json.loads(path.read_text())
+    complete = [g for g in result["n_per_group"] if g not in partial_groups(result)]
+    if "runs" in result:
+        result["summary"] = summarize_protocol(result["runs"], complete)
+    for setting in result.get("noise", {}).values():
+        setting["summary"] = summarize_protocol(setting["runs"], complete)
+    return result
+
+
+def partial_note(result: dict) -> str:
+    partial = partial_groups(result)
+    if not partial:
+        return ""
+    sizes = ", ".join(f"{g}: {result['n_per_group'][g]} of {result['n_total_per_group'][g]}" for g in partial)
+    return (f" Averages leave out {', '.join(partial)} ({sizes} solutions had cached features; the ProcessBench files "
+            "are sorted by final_answer_correct, so that subset holds only right final answers and is a biased "
+            "test); its column is shown for completeness, and its solutions were in the other folds' training data.")
 
 
 def outcome_only(result: dict) -> list[str]:
@@ -82,7 +109,9 @@ def per_group_table(result: dict, metric: str, published: bool = False) -> str:
     summary = result["summary"]
     groups = list(next(iter(summary.values()))["per_group"])
     points = metric != "step_auroc"
-    lines = ["| method | " + " | ".join(groups) + " | average |", "|---" * (len(groups) + 2) + "|"]
+    partial = partial_groups(result)
+    header = [f"{g} (partial)" if g in partial else g for g in groups]
+    lines = ["| method | " + " | ".join(header) + " | average |", "|---" * (len(groups) + 2) + "|"]
     for name in list(result["methods"]) + BASELINES:
         if name in summary:
             cells = [pct(summary[name]["per_group"][g][metric], points) for g in groups]
@@ -189,7 +218,8 @@ def report() -> str:
     if pb:
         parts += [
             f"**ProcessBench, leave one split out** ({pb['n']} solutions: {group_sizes(pb)}; {machine_line(pb)}). "
-            "F1 in points (mean ± std over seeds of the average over held-out splits), AUROC in [0, 1]:", "",
+            "F1 in points (mean ± std over seeds of the average over held-out splits), AUROC in [0, 1]."
+            + partial_note(pb), "",
             summary_table(pb), "", goal_check(pb), "",
             "ProcessBench F1 per held-out split, with published PRMs (7-8B models trained on step labels) beside:", "",
             per_group_table(pb, "f1", published=True), "",
@@ -204,7 +234,7 @@ def report() -> str:
     if noise:
         parts += [
             f"**Fuzzy correctness** ({noise['protocol']}; training labels flipped at random (hard) or replaced by "
-            f"calibrated soft labels; {machine_line(noise)}), F1 and step AUROC:", "",
+            f"calibrated soft labels; {machine_line(noise)}), F1 and step AUROC." + partial_note(noise), "",
             noise_table(noise), "",
         ]
     parts += ["![central experiment](benchmarks/results/central_experiment.png)", "", END]

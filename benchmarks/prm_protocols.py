@@ -70,6 +70,15 @@ def load_rows(
     return rows
 
 
+def group_sizes(protocol: str, data_root: str) -> dict[str, int]:
+    """Solutions per group in the whole data set (to tell which groups ``cached_only`` left incomplete)."""
+    root = Path(data_root)
+    records = load_processbench(str(root / "processbench")) if protocol == "processbench" else load_bbm(
+        str(root / "big_bench_mistake"))
+    groups = [r["group"] for r in records]
+    return {g: groups.count(g) for g in dict.fromkeys(groups)}
+
+
 def folds(rows: list[dict]) -> list[tuple[str, list[dict], list[dict]]]:
     """Leave one group out: ``(test_group, training_rows, test_rows)`` per group."""
     groups = list(dict.fromkeys(r["group"] for r in rows))
