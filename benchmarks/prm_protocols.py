@@ -143,7 +143,7 @@ def head_for(model, method: Method):
     return cache[method.feature_normalization]
 
 
-def train_head(model, method: Method, rows: list[dict], seed: int, budget: Budget, output_dir: str) -> None:
+def train_head(model, method: Method, rows: list[dict], seed: int, budget: Budget, output_dir: str) -> SPRMTrainer:
     """Train a fresh head (seeded) on cached-feature ``rows`` with the package's trainer for ``method``; ``model``
     must be ``head_for(...)`` of the method."""
     model.config.head_training = None  # a fresh head: the trainer re-initialises it from the seed
@@ -170,6 +170,7 @@ def train_head(model, method: Method, rows: list[dict], seed: int, budget: Budge
     trainer.remove_callback(PrinterCallback)  # no per-run log lines; the experiment prints its own
     trainer.train()
     model.eval()
+    return trainer
 
 
 @torch.no_grad()
