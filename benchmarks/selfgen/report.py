@@ -150,15 +150,19 @@ def loop_section(loop: dict) -> str:
         "label the heads learn from) and, for evaluation only, step by step against the problem's chain (the true "
         "step labels). Heads read the policy's own hidden_states[-2], captured while it sampled (no second pass). "
         f"Same head, same budget ({budget['epochs']:g} epochs, lr {budget['learning_rate']:g}, batch "
-        f"{budget['batch_size']}), {seeds} seeds (mean ± std); {loop['threshold']}."
-        + (f" Sizes: {loop['note']}" if loop.get("note") else "") + "\n",
+        f"{budget['batch_size']}), {seeds} seeds (mean ± std). First-error threshold: {loop['threshold']}."
+        + (f" Sizes: {loop['note'].rstrip('.')}." if loop.get("note") else "") + "\n",
         loop_samples(loop),
         "\n**Step-error detection on the held-out problems** (against the true step labels):\n",
         loop_detection(loop),
         "\nShare of the step-label head's step-AUROC margin over chance (AUROC - 0.5) that each outcome-only head "
         "recovers: " + ", ".join(recovered(loop)) + ".\n",
         f"**Best-of-N on the held-out problems** (MetaStone-S1's disjoint groups: {test['samples_per_problem'][0]} "
-        "samples per problem cut into groups of N; outcome = final answer right):\n",
+        "samples per problem cut into groups of N; outcome = final answer right). A head whose scores are all equal "
+        "picks the first sample of each group (ties go to the first). With "
+        f"{test['problems']} problems, BoN@{loop['ns'][-1]} makes "
+        f"{test['problems'] * (test['samples_per_problem'][0] // loop['ns'][-1])} picks per seed, so one pick moves "
+        f"it by {100 / (test['problems'] * (test['samples_per_problem'][0] // loop['ns'][-1])):.1f} points:\n",
         loop_best_of_n(loop),
         f"\n![self-generated loop](benchmarks/results/selfgen_loop.png)\n",
         f"Measured on {loop['machine']} ({loop['cpu_count']} CPU cores shared with other jobs, no GPU), "
