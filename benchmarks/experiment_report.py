@@ -124,16 +124,19 @@ def per_group_table(result: dict, metric: str, published: bool = False) -> str:
     return "\n".join(lines)
 
 
-def noise_table(noise: dict) -> str:
+def noise_table(noise: dict, clean: dict | None) -> str:
+    """F1 (step AUROC) per method and label-noise setting, next to the clean run of the same protocol."""
     settings = list(noise["noise"])
     methods = list(noise["methods"])
-    lines = ["| method | " + " | ".join(settings) + " |", "|---" * (len(settings) + 1) + "|"]
+    lines = ["| method | clean | " + " | ".join(settings) + " |", "|---" * (len(settings) + 2) + "|"]
+
+    def cell(avg: dict) -> str:
+        return f"{pct(avg['f1'])} (AUROC {pct(avg['step_auroc'], False)})"
+
     for name in methods:
-        cells = []
-        for s in settings:
-            avg = noise["noise"][s]["summary"][name]["average"]
-            cells.append(f"{pct(avg['f1'])} (AUROC {pct(avg['step_auroc'], False)})")
-        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+        first = cell(clean["summary"][name]["average"]) if clean and name in clean["summary"] else "-"
+        cells = [cell(noise["noise"][s]["summary"][name]["average"]) for s in settings]
+        lines.append(f"| `{name}` | {first} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -162,21 +165,20 @@ def goal_check(result: dict) -> str:
 
 
 def plot(results: dict[str, dict], noise: dict | None, path: Path) -> None:
+    """Per protocol: F1 and step AUROC bars; then F1 against the label-noise rate (0 = the clean run)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     panels = [(p, r) for p, r in results.items() if r]
-    fig, axes = plt.subplots(1, 2 * len(panels) + (1 if noise else 0), figsize=(5.5 * (2 * len(panels) + (1 if noise else 0)), 4.5),
-                             squeeze=False)
-    axes = list(axes[0])
-    for protocol, result in panels:
+    # One row per protocol (F1, step AUROC); the label-noise panel at the end of the first row.
+    fig, grid = plt.subplots(len(panels), 3, figsize=(17, 4.8 * len(panels)), squeeze=False)
+    for row, (protocol, result) in enumerate(panels):
         names = [n for n in list(result["methods"]) + BASELINES if n in result["summary"]]
         colors = ["#2ca02c" if n == "step_supervised" else "#ff7f0e" if n == "outcome_bce" else
                   "#7f7f7f" if n in BASELINES else "#d62728" for n in names]
-        for metric, scale, label in (("f1", 100, "ProcessBench-style F1"), ("step_auroc", 1, "step AUROC")):
-            ax = axes.pop(0)
+        for ax, (metric, scale, label) in zip(grid[row], (("f1", 100, "F1 (first error)"), ("step_auroc", 1, "step AUROC"))):
             means = [scale * (result["summary"][n]["average"][metric]["mean"] or 0) for n in names]
             stds = [scale * (result["summary"][n]["average"][metric]["std"] or 0) for n in names]
             ax.bar(range(len(names)), means, yerr=stds, color=colors)
@@ -185,19 +187,24 @@ def plot(results: dict[str, dict], noise: dict | None, path: Path) -> None:
             if metric == "step_auroc":
                 ax.axhline(0.5, color="black", lw=0.5)
                 ax.set_ylim(0.3, 0.9)
-            ax.set_title(f"{result['protocol']}", fontsize=9)
+            ax.set_title(result["protocol"], fontsize=10)
+        grid[row][2].axis("off")
     if noise:
-        ax = axes.pop(0)
-        for name in noise["methods"]:
+        clean = results["processbench" if noise["protocol"].startswith("processbench") else "bbm"]
+        ax = grid[0][2]
+        ax.axis("on")
+        palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        for color, name in zip(palette, noise["methods"]):
             for kind, style in (("hard", "-"), ("soft", "--")):
                 settings = [s for s, v in noise["noise"].items() if v["kind"] == kind]
                 if settings:
-                    xs = [noise["noise"][s]["rate"] for s in settings]
-                    ys = [100 * (noise["noise"][s]["summary"][name]["average"]["f1"]["mean"] or 0) for s in settings]
-                    ax.plot(xs, ys, style, marker="o", label=f"{name} ({kind})")
+                    xs = [0.0] + [noise["noise"][s]["rate"] for s in settings]
+                    ys = [100 * (clean["summary"][name]["average"]["f1"]["mean"] or 0)] + [
+                        100 * (noise["noise"][s]["summary"][name]["average"]["f1"]["mean"] or 0) for s in settings]
+                    ax.plot(xs, ys, style, marker="o", color=color, label=f"{name} ({kind})")
         ax.set_xlabel("fraction of training labels corrupted")
-        ax.set_ylabel("F1")
-        ax.set_title(f"label noise: {noise['protocol']}", fontsize=9)
+        ax.set_ylabel("F1 (first error)")
+        ax.set_title(f"label noise: {noise['protocol']}", fontsize=10)
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -237,7 +244,7 @@ def report() -> str:
         parts += [
             f"**Fuzzy correctness** ({noise['protocol']}; training labels flipped at random (hard) or replaced by "
             f"calibrated soft labels; {machine_line(noise)}), F1 and step AUROC." + partial_note(noise), "",
-            noise_table(noise), "",
+            noise_table(noise, pb if noise["protocol"].startswith("processbench") else bbm), "",
         ]
     parts += ["![central experiment](benchmarks/results/central_experiment.png)", "", END]
     return "\n".join(parts)
