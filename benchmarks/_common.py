@@ -107,3 +107,15 @@ class Timer:
     @property
     def cpu_median(self) -> float:
         return statistics.median(self.cpu_times)
+
+
+README = ROOT / "README.md"
+
+
+def replace_readme_block(markdown: str, start: str, end: str) -> None:
+    """Put ``markdown`` (which begins with ``start`` and ends with ``end``) in place of README.md's generated block."""
+    readme = README.read_text()
+    if start not in readme or end not in readme:
+        raise SystemExit(f"README.md has no {start} ... {end} block to replace")
+    head, rest = readme.split(start, 1)
+    README.write_text(head + markdown + rest.split(end, 1)[1])

@@ -13,10 +13,10 @@ import argparse
 import json
 from pathlib import Path
 
+from _common import replace_readme_block
 from central_experiment import summarize_protocol
 
 RESULTS = Path(__file__).parent / "results"
-README = Path(__file__).parent.parent / "README.md"
 START, END = "<!-- central-experiment:start -->", "<!-- central-experiment:end -->"
 
 # Published ProcessBench F1 (GSM8K, MATH, OlympiadBench, Omni-MATH, average), ProcessBench paper table.
@@ -257,12 +257,7 @@ def main() -> None:
     text = report()
     print(text)
     if args.write_readme:
-        readme = README.read_text()
-        if START not in readme or END not in readme:
-            raise SystemExit(f"README.md has no {START} ... {END} block to replace")
-        head, rest = readme.split(START, 1)
-        README.write_text(head + text + rest.split(END, 1)[1])
-
+        replace_readme_block(text, START, END)
 
 if __name__ == "__main__":
     main()

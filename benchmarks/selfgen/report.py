@@ -12,10 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import replace_readme_block  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parents[1] / "results"
-README = Path(__file__).resolve().parents[2] / "README.md"
 START, END = "<!-- selfgen:start -->", "<!-- selfgen:end -->"
 DESCRIPTIONS = {
     "sprm_metastone": ("outcome", "(a) MetaStone-S1 SPR loss, raw features (as published)"),
@@ -243,12 +246,8 @@ def main() -> None:
     markdown = "\n".join(parts) + "\n" + END
     print(markdown)
     if args.write:
-        readme = README.read_text()
-        if START not in readme or END not in readme:
-            raise SystemExit(f"README.md has no {START} ... {END} block to replace")
-        head, rest = readme.split(START, 1)
-        README.write_text(head + markdown + rest.split(END, 1)[1])
-        print(f"wrote {README}")
+        replace_readme_block(markdown, START, END)
+        print("wrote README.md")
         if loop is not None:
             plot(loop, Path(args.loop).with_suffix(".png"))
 
