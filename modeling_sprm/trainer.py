@@ -58,7 +58,9 @@ class SPRMTrainingArguments(TrainingArguments):
         default=None,
         metadata={
             "help": "Training objective, a name in modeling_sprm.losses.LOSSES: 'spr' (MetaStone-S1's self-supervised "
-            "loss, outcome labels), 'outcome_bce' (every step gets the outcome label), 'step_bce' (step labels). "
+            "loss, outcome labels), 'outcome_bce' (every step gets the outcome label), 'asymmetric_spr' (the filter "
+            "on steps of wrong solutions only), 'mil' (the aggregated step score trained against the outcome), "
+            "'first_error' (self-training on the head's own first-error guess), 'step_bce' (step labels). "
             "Default: 'spr' for SPRMTrainer, 'step_bce' for StepSupervisedTrainer."
         },
     )

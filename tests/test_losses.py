@@ -6,7 +6,16 @@ import threading
 import pytest
 import torch
 
-from modeling_sprm.losses import LOSSES, get_loss, outcome_bce, spr_loss, step_bce
+from modeling_sprm.losses import (
+    LOSSES,
+    asymmetric_spr_loss,
+    first_error_loss,
+    get_loss,
+    mil_loss,
+    outcome_bce,
+    spr_loss,
+    step_bce,
+)
 
 EPS = 1e-5
 
@@ -177,8 +186,99 @@ def test_bad_labels_give_clear_errors():
         spr_loss(LOGITS, MASK[:, :2], Y)
 
 
+def sig(z: float) -> float:
+    return 1 / (1 + math.exp(-z))
+
+
+def test_spr_soft_agreement_weights_are_the_heads_probabilities():
+    # y=1: w = p_i; y=0: w = 1 - p_i.
+    w = [sig(2.0), sig(-1.0), sig(0.5), 1 - sig(0.3), 1 - sig(-0.2)]
+    terms = [bce(2.0, 1), bce(-1.0, 1), bce(0.5, 1), bce(0.3, 0), bce(-0.2, 0)]
+    expected = sum(a * b for a, b in zip(w, terms)) / (sum(w) + EPS)
+    assert spr_loss(LOGITS, MASK, Y, soft_agreement=True).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_asymmetric_spr_weights_only_the_steps_of_wrong_solutions():
+    # Right solution: all three steps, weight 1. Wrong solution: filter keeps z=-0.2 (p<=0.5) and drops z=0.3.
+    expected = (bce(2.0, 1) + bce(-1.0, 1) + bce(0.5, 1) + bce(-0.2, 0)) / (4 + EPS)
+    assert asymmetric_spr_loss(LOGITS, MASK, Y, negative_weight="filter").item() == pytest.approx(expected, rel=1e-6)
+    # Soft: a step of the wrong solution weighs 1 - p_i.
+    w = [1, 1, 1, 1 - sig(0.3), 1 - sig(-0.2)]
+    terms = [bce(2.0, 1), bce(-1.0, 1), bce(0.5, 1), bce(0.3, 0), bce(-0.2, 0)]
+    expected = sum(a * b for a, b in zip(w, terms)) / (sum(w) + EPS)
+    assert asymmetric_spr_loss(LOGITS, MASK, Y).item() == pytest.approx(expected, rel=1e-6)
+    # The warm-up switch turns it into outcome BCE.
+    assert asymmetric_spr_loss(LOGITS, MASK, Y, use_filter=False).item() == pytest.approx(
+        outcome_bce(LOGITS, MASK, Y).item(), rel=1e-6
+    )
+    with pytest.raises(ValueError, match="negative_weight"):
+        asymmetric_spr_loss(LOGITS, MASK, Y, negative_weight="hard")
+
+
+def test_mil_trains_the_aggregated_score_against_the_outcome():
+    right = [sig(2.0), sig(-1.0), sig(0.5)]
+    wrong = [sig(0.3), sig(-0.2)]
+
+    def bce_p(p: float, t: float) -> float:
+        return -t * math.log(p) - (1 - t) * math.log(1 - p)
+
+    product = (bce_p(math.prod(right), 1) + bce_p(math.prod(wrong), 0)) / (2 + EPS)
+    assert mil_loss(LOGITS, MASK, Y).item() == pytest.approx(product, rel=1e-6)
+    geo = (bce_p(math.prod(right) ** (1 / 3), 1) + bce_p(math.prod(wrong) ** 0.5, 0)) / (2 + EPS)
+    assert mil_loss(LOGITS, MASK, Y, aggregation="geometric_mean").item() == pytest.approx(geo, rel=1e-6)
+    smallest = (bce_p(min(right), 1) + bce_p(min(wrong), 0)) / (2 + EPS)
+    assert mil_loss(LOGITS, MASK, Y, aggregation="min").item() == pytest.approx(smallest, rel=1e-6)
+    # Prefixes: every prefix value prod_{i<=k} p_i gets the outcome label.
+    values = [(math.prod(right[: k + 1]), 1) for k in range(3)] + [(math.prod(wrong[: k + 1]), 0) for k in range(2)]
+    prefix = sum(bce_p(v, t) for v, t in values) / (5 + EPS)
+    assert mil_loss(LOGITS, MASK, Y, prefixes=True).item() == pytest.approx(prefix, rel=1e-6)
+    with pytest.raises(ValueError, match="prefixes"):
+        mil_loss(LOGITS, MASK, Y, aggregation="min", prefixes=True)
+
+
+def test_mil_blames_the_step_that_already_looks_wrong():
+    logits = torch.tensor([[3.0, -1.0]], requires_grad=True)
+    mil_loss(logits, torch.ones(1, 2, dtype=torch.bool), torch.tensor([0.0])).backward()
+    # d/dz_i of -log(1 - prod p) = P / (1 - P) * (1 - p_i): larger for the low-scoring step.
+    p = [sig(3.0), sig(-1.0)]
+    big_p = p[0] * p[1]
+    expected = [big_p / (1 - big_p) * (1 - q) / (1 + EPS) for q in p]
+    torch.testing.assert_close(logits.grad[0], torch.tensor(expected))
+    assert logits.grad[0, 1] > 5 * logits.grad[0, 0]
+
+
+def test_mil_is_finite_for_saturated_scores_and_empty_solutions():
+    logits = torch.tensor([[40.0, 40.0], [0.0, 0.0]], requires_grad=True)
+    mask = torch.tensor([[True, True], [False, False]])
+    loss = mil_loss(logits, mask, torch.tensor([0.0, 1.0]))
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
+    assert mil_loss(torch.zeros(1, 2), torch.zeros(1, 2, dtype=torch.bool), torch.ones(1)).item() == 0.0
+
+
+def test_first_error_loss_uses_the_heads_first_error_guess():
+    # Wrong solution: p = (0.574, 0.450): the first step at or below 0.5 is step 1: step 0 -> 1, step 1 -> 0.
+    expected = (bce(2.0, 1) + bce(-1.0, 1) + bce(0.5, 1) + bce(0.3, 1) + bce(-0.2, 0)) / (5 + EPS)
+    assert first_error_loss(LOGITS, MASK, Y).item() == pytest.approx(expected, rel=1e-6)
+    # Steps after the guessed error are left out; with no step below the threshold the lowest one is the error.
+    logits = torch.tensor([[-1.0, 2.0, -3.0], [2.0, 1.0, 3.0]])
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    y = torch.tensor([0.0, 0.0])
+    expected = (bce(-1.0, 0) + bce(2.0, 1) + bce(1.0, 0)) / (3 + EPS)
+    assert first_error_loss(logits, mask, y).item() == pytest.approx(expected, rel=1e-6)
+    # A soft label mixes the right-solution and wrong-solution terms.
+    y = torch.tensor([0.25, 0.0])
+    right = sum(bce(z, 1) for z in (-1.0, 2.0, -3.0))
+    wrong = bce(-1.0, 0)
+    expected = (0.25 * right + 0.75 * wrong + bce(2.0, 1) + bce(1.0, 0)) / (0.25 * 3 + 0.75 * 1 + 2 + EPS)
+    assert first_error_loss(logits, mask, y).item() == pytest.approx(expected, rel=1e-6)
+    assert first_error_loss(LOGITS, MASK, Y, use_filter=False).item() == pytest.approx(
+        outcome_bce(LOGITS, MASK, Y).item(), rel=1e-6
+    )
+
+
 def test_registry():
-    assert set(LOSSES) == {"spr", "outcome_bce", "step_bce"}
+    assert set(LOSSES) == {"spr", "outcome_bce", "step_bce", "asymmetric_spr", "mil", "first_error"}
     assert get_loss("spr") is spr_loss
     with pytest.raises(ValueError, match="unknown loss"):
         get_loss("nope")

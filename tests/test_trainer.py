@@ -10,7 +10,7 @@ from transformers import logging as hf_logging
 
 from conftest import make_tiny_backbone
 from modeling_sprm import SPRMForStepScoring
-from modeling_sprm.losses import outcome_bce, spr_loss
+from modeling_sprm.losses import get_loss, outcome_bce, spr_loss
 from modeling_sprm.trainer import (
     SPRMDataCollator,
     SPRMTrainer,
@@ -330,3 +330,29 @@ def test_outcome_bce_is_spr_without_filter_through_the_trainer(tiny, tmp_path):
     batch = trainer._prepare_inputs(SPRMDataCollator(model, tokenizer)(make_records(8)))
     loss, out = trainer.compute_loss(model, batch, return_outputs=True)
     assert loss.item() == pytest.approx(outcome_bce(out.step_logits, out.step_mask, batch["outcome_labels"]).item())
+
+
+@pytest.mark.parametrize(
+    "loss, loss_options, spr_threshold",
+    [("asymmetric_spr", '{"negative_weight": "filter"}', 0.6), ("mil", '{"prefixes": true}', 0.5),
+     ("first_error", None, 0.4), ("spr", '{"soft_agreement": true}', 0.5)],
+)
+def test_outcome_only_objectives_through_the_trainer(tiny, tmp_path, loss, loss_options, spr_threshold):
+    """Each objective is selectable by name, gets its options and the threshold flag, and trains the head."""
+    model, tokenizer = tiny
+    records = make_records(16)
+    trainer = SPRMTrainer(model, training_args(tmp_path, loss=loss, loss_options=loss_options,
+                                               spr_threshold=spr_threshold, cache_features=False),
+                          train_dataset=records, processing_class=tokenizer)
+    model.eval()
+    batch = trainer._prepare_inputs(SPRMDataCollator(model, tokenizer)(records))
+    computed, out = trainer.compute_loss(model, batch, return_outputs=True)
+    options = json.loads(loss_options) if loss_options else {}
+    if loss != "mil":
+        options["threshold"] = spr_threshold
+    expected = get_loss(loss)(out.step_logits, out.step_mask, batch["outcome_labels"], **options)
+    assert computed.item() == pytest.approx(expected.item(), rel=1e-6)
+    before = head_state(model)
+    trainer.train()
+    assert any(not torch.equal(before[k], v) for k, v in head_state(model).items())
+    assert all(math.isfinite(e["loss"]) for e in trainer.state.log_history if "loss" in e)
