@@ -159,9 +159,11 @@ def section_quantization(rows, args) -> dict:
         texts = [c["text"] if c["text"].strip() else "(empty)" for c in result["candidates"]]
         groups.append({"question": row["question"], "solutions": texts, "captured_best": result["best"]})
         print(f"sampled group {g}", flush=True)
+    head = ("the shipped default head (trained)" if model.config.head_is_trained else
+            "seeded untrained default head (scores carry no signal; agreement is what counts)")
     del model
     out = {"setup": {"solutions": len(solutions), "bon_groups": len(groups), "num_candidates": args.num_candidates,
-                     "head": "seeded untrained default head (scores carry no signal; agreement is what counts)"}}
+                     "head": head}}
     reference = None
     for name in ("fp32", "8bit", "nf4", "fp4"):
         model, tokenizer, _ = load_model_and_tokenizer(None, quantization=None if name == "fp32" else name)
