@@ -19,13 +19,14 @@ objective runs with its documented default options and the same budget: nothing 
 Fuzzy correctness: ``--noise hard:0.1 soft:0.2 ...`` corrupts the training labels (flipped at random, or replaced by
 calibrated soft labels) and writes a separate JSON.
 
-One protocol per process, so the two protocols can run side by side on two cores:
+One protocol per process, so the protocols can run side by side on two cores (the committed results; here
+``--cached-only`` because ProcessBench feature extraction did not finish, see the JSON's n_per_group):
 
     python benchmarks/central_experiment.py --protocol bbm
-    python benchmarks/central_experiment.py --protocol processbench
-    python benchmarks/central_experiment.py --protocol bbm --noise hard:0.1 hard:0.2 hard:0.3 soft:0.1 soft:0.2 soft:0.3 \\
-        --methods sprm mil_product outcome_bce step_supervised
-    python benchmarks/experiment_report.py      # tables (README) and the plot from the JSON
+    python benchmarks/central_experiment.py --protocol processbench --cached-only
+    python benchmarks/central_experiment.py --protocol processbench --cached-only \\
+        --noise hard:0.1 hard:0.2 hard:0.3 soft:0.1 soft:0.2 soft:0.3 --methods sprm mil_product outcome_bce step_supervised
+    python benchmarks/experiment_report.py --write-readme   # tables (README) and the plot from the JSON
 
 write benchmarks/results/central_{protocol}.json and central_noise_{protocol}.json. Run times: in the JSON.
 """
@@ -122,7 +123,9 @@ def summarize_protocol(per_method: dict, groups: list[str] | None = None) -> dic
     seed, then mean/std)."""
     out = {}
     for method, per_group in per_method.items():
-        summary = {g: {m: summarize([r[m] for r in runs]) for m in METRICS + ("threshold",)} for g, runs in per_group.items()}
+        summary = {
+            g: {m: summarize([r[m] for r in runs]) for m in METRICS + ("threshold",)} for g, runs in per_group.items()
+        }
         averaged = [runs for g, runs in per_group.items() if groups is None or g in groups]
         num_seeds = len(averaged[0])
         average = {}
@@ -179,7 +182,8 @@ def main() -> None:
     }
     rows = load_rows(model, tokenizer, args.protocol, args.data_root, args.cache_dir, cached_only=args.cached_only)
     if args.limit:
-        rows = [r for g in dict.fromkeys(r["group"] for r in rows) for r in [x for x in rows if x["group"] == g][: args.limit]]
+        groups = dict.fromkeys(r["group"] for r in rows)
+        rows = [r for g in groups for r in [x for x in rows if x["group"] == g][: args.limit]]
     result["n"] = len(rows)
     result["n_per_group"] = {g: sum(r["group"] == g for r in rows) for g in dict.fromkeys(r["group"] for r in rows)}
     result["n_total_per_group"] = group_sizes(args.protocol, args.data_root)

@@ -7,7 +7,7 @@ Outcome labels only (no step annotation), frozen embedded SmolLM2-135M-Instruct,
 * held out, reported: ProcessBench olympiadbench, never seen in training or threshold choice (omnimath is not used:
   see HELD_OUT_SPLITS).
 
-    python benchmarks/train_default_head.py --objective mil_product
+    python benchmarks/train_default_head.py --objective outcome_bce --cached-only
 
 writes modeling_sprm/default_head/ (head-only checkpoint, eval_results.json, training.json for the model card) and
 benchmarks/results/default_head.json.
@@ -81,8 +81,9 @@ def main() -> None:
     started = time.time()
     method = next(m for m in METHODS if m.name == args.objective)
     model, tokenizer, _ = load_model_and_tokenizer(None)
-    processbench = load_rows(model, tokenizer, "processbench", args.data_root, args.cache_dir, cached_only=args.cached_only)
-    bbm = load_rows(model, tokenizer, "bbm", args.data_root, args.cache_dir, cached_only=args.cached_only)
+    cache = dict(cache_dir=args.cache_dir, cached_only=args.cached_only)
+    processbench = load_rows(model, tokenizer, "processbench", args.data_root, **cache)
+    bbm = load_rows(model, tokenizer, "bbm", args.data_root, **cache)
     training = [r for r in processbench if r["group"] in TRAIN_SPLITS] + bbm
     held_out = [r for r in processbench if r["group"] in HELD_OUT_SPLITS]
     fit, validation = split_validation(training, 0.2, args.seed)

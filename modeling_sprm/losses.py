@@ -361,7 +361,8 @@ def first_error_loss(
     weights_wrong = mask * (index <= first_error).float()
     # BCE is linear in its target, so y * (right term) + (1 - y) * (wrong term) is one BCE with mixed weight/target.
     weights = y * mask + (1 - y) * weights_wrong
-    targets = torch.where(weights > 0, (y * mask + (1 - y) * weights_wrong * targets_wrong) / weights.clamp(min=1e-12), 0.0)
+    mixed = (y * mask + (1 - y) * weights_wrong * targets_wrong) / weights.clamp(min=1e-12)
+    targets = torch.where(weights > 0, mixed, 0.0)
     return weighted_bce(step_logits, targets, weights, eps, global_sum)
 
 
