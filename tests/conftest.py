@@ -67,6 +67,18 @@ def tiny_sprm(smollm2_tokenizer):
 
 
 @pytest.fixture(scope="module")
+def saved_tiny(tmp_path_factory, smollm2_tokenizer) -> str:
+    """A tiny random SPRM saved as a full checkpoint with SmolLM2's tokenizer: the folder's path."""
+    from modeling_sprm import SPRMForStepScoring
+
+    path = tmp_path_factory.mktemp("tiny-sprm")
+    backbone = make_tiny_backbone(len(smollm2_tokenizer), smollm2_tokenizer.pad_token_id)
+    SPRMForStepScoring.from_backbone(backbone, backbone_name_or_path="tiny").save_pretrained(path)
+    smollm2_tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
 def one_torch_thread():
     """Run a module's small tensor work on one torch thread: as fast on an idle machine, and far faster on a busy
     one (two threads spinning on two shared cores made tiny-model training 30x slower here). Use with

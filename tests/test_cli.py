@@ -19,18 +19,6 @@ def sprm(*args, timeout=300):
                           timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def saved_tiny(tmp_path_factory, smollm2_tokenizer):
-    from conftest import make_tiny_backbone
-    from modeling_sprm import SPRMForStepScoring
-
-    path = tmp_path_factory.mktemp("tiny-sprm")
-    model = SPRMForStepScoring.from_backbone(make_tiny_backbone(len(smollm2_tokenizer), smollm2_tokenizer.pad_token_id))
-    model.save_pretrained(path)
-    smollm2_tokenizer.save_pretrained(path)
-    return path
-
-
 @pytest.mark.slow
 def test_score_json_on_the_embedded_default(smollm2_path):
     out = sprm("score", "--json", "--question", QUESTION, "--solution", SOLUTION)

@@ -7,22 +7,10 @@ import sys
 
 import pytest
 
-from conftest import ROOT, make_tiny_backbone
+from conftest import ROOT
 from modeling_sprm.cli import main
 
 QUESTION = "Tom has 3 apples and buys 4 more. How many apples does he have?"
-
-
-@pytest.fixture(scope="module")
-def saved_tiny(tmp_path_factory, smollm2_tokenizer):
-    from modeling_sprm import SPRMForStepScoring
-
-    path = tmp_path_factory.mktemp("tiny-sprm")
-    model = SPRMForStepScoring.from_backbone(make_tiny_backbone(len(smollm2_tokenizer), smollm2_tokenizer.pad_token_id),
-                                             backbone_name_or_path="tiny")
-    model.save_pretrained(path)
-    smollm2_tokenizer.save_pretrained(path)
-    return str(path)
 
 
 def check_bon_json(out: dict, n: int) -> None:

@@ -241,18 +241,6 @@ def test_evaluate_module_loads_offline_and_matches_the_functions():
 # -- scoring with a model, and `sprm eval` --------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def saved_tiny(tmp_path_factory, smollm2_tokenizer):
-    from conftest import make_tiny_backbone
-    from modeling_sprm import SPRMForStepScoring
-
-    path = tmp_path_factory.mktemp("tiny-sprm")
-    model = SPRMForStepScoring.from_backbone(make_tiny_backbone(len(smollm2_tokenizer), smollm2_tokenizer.pad_token_id))
-    model.save_pretrained(path)
-    smollm2_tokenizer.save_pretrained(path)
-    return path
-
-
 def test_score_records_batched_equals_one_by_one(tiny_sprm):
     from transformers import pipeline
 
