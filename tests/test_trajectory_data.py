@@ -102,8 +102,13 @@ def test_response_that_does_not_follow_the_thinking_carries_nothing():
 
 
 def test_unverifiable_steps_have_no_label():
-    grade = grade_trace(PROBLEM, ["Let me think", "Wait, that looks odd", "12 + 5 = 17"], [])
+    grade = grade_trace(PROBLEM, ["Let me think", "Wait, that looks odd", "12 + 5 = 17"], ["The answer is 7"])
     assert grade.think_labels == [None, None, "right"]  # a revision with no computation before it claims nothing
+
+
+def test_without_a_final_answer_errors_are_neither_corrected_nor_carried():
+    grade = grade_trace(PROBLEM, ["12 + 5 = 18", "Wait, 12 + 5 is not 18", "12 + 5 = 17", "17 - 3 = 15"], [])
+    assert grade.think_labels == ["wrong", "right", "right", "wrong"]
     assert grade.answer is None and grade.outcome_label == 0.0 and grade.response_labels == []
 
 

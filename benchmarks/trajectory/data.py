@@ -38,7 +38,9 @@ cuts it into the thinking steps (part ``"think"``) and the response steps (part 
   step on the path is **carried** (its value reaches the answer); off the path it is **corrected** (revised,
   abandoned, or superseded: its value never reaches the answer). A wrong ``revise`` (a false alarm) is carried
   when the next ``compute`` step after it is carried, else corrected. If the response's answer never appears in
-  the thinking (the response does not follow it), no thinking step is carried.
+  the thinking (the response does not follow it), no thinking step is carried. A trace without a final answer
+  (no response: cut off, or no ``</think>``) has nothing to carry an error into, nor a sign that it was
+  corrected: its wrong thinking steps are just **wrong**.
 * Response steps are graded by ``arithmetic.grade_steps`` (1 right, 0 wrong; every step after the first error is
   wrong), and the outcome label is the response's final answer against the problem's answer, as a verifier would.
 """
@@ -56,7 +58,7 @@ from modeling_sprm.steps import Step, StepRules, join_steps, segment
 THINK_START, THINK_END = "<think>", "</think>"
 RULES = StepRules(score_span="both")  # the SPRM's default delimiters, both parts scored
 TRACE_KINDS = ("clean", "corrected", "carried")
-THINK_LABELS = ("right", "corrected", "carried")  # None: unverifiable
+THINK_LABELS = ("right", "corrected", "carried", "wrong")  # None: unverifiable
 STEP_KINDS = ("compute", "revise", "conclude", "other")
 _REVISE = re.compile(r"\s*(wait|no)\b", re.I)
 _CONCLUDE = re.compile(r"answer\s+is\s+(-?\d+(?:\.\d+)?)", re.I)
@@ -215,7 +217,8 @@ def _states_chain_step(equation: tuple[float, str, float, float], problem: Probl
 
 @dataclass
 class TraceGrade:
-    """Labels of one trace. ``think_labels[i]``: "right", "corrected", "carried" or None (unverifiable);
+    """Labels of one trace. ``think_labels[i]``: "right", "corrected", "carried", "wrong" (no final answer) or None
+    (unverifiable);
     ``response_labels[i]``: 1.0 right, 0.0 wrong."""
 
     think_kinds: list[str]
@@ -285,6 +288,8 @@ def grade_trace(problem: Problem, think: list[str], response: list[str]) -> Trac
             labels.append(None)
         elif not wrong[i]:
             labels.append("right")
+        elif answer is None:
+            labels.append("wrong")
         elif kind == "revise":
             after = next((k for k in range(i + 1, len(think)) if kinds[k] == "compute"), None)
             carried = after is not None and wrong[after] and on_path[after]
