@@ -66,8 +66,8 @@ def test_a_corrected_and_a_carried_error_in_one_trace():
 
 def test_the_path_stops_at_right_values():
     # a slip that equals the start number, and a misreading that gives the right value, are harmless
-    think = ["12 + 5 = 12", "Wait, 12 + 5 is not 12", "12 + 5 = 17", "Maybe 17 / 1 = 17", "No, that is the wrong operation",
-             "17 - 3 = 14", "14 / 2 = 7", "So the answer is 7"]
+    think = ["12 + 5 = 12", "Wait, 12 + 5 is not 12", "12 + 5 = 17", "Maybe 17 / 1 = 17",
+             "No, that is the wrong operation", "17 - 3 = 14", "14 / 2 = 7", "So the answer is 7"]
     grade = grade_trace(PROBLEM, think, RIGHT_RESPONSE)
     assert grade.think_labels == ["corrected", "right", "right", "corrected", "right", "right", "right", "right"]
     # two errors that cancel: the answer is right, so neither reached it as an error

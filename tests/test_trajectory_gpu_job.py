@@ -5,10 +5,10 @@ import gzip
 import json
 
 import pytest
+from conftest import make_tiny_backbone
 from safetensors.torch import load_file
 
 from benchmarks.trajectory import gpu_job
-from conftest import make_tiny_backbone
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SMALL = gpu_job.Scale(sft_problems=16, sft_steps=2, sft_batch_size=2, lora_rank=4, learning_rate=1e-3,

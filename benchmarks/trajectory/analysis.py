@@ -475,7 +475,7 @@ def paired(a: tuple[float, np.ndarray], b: tuple[float, np.ndarray]) -> dict:
 def provenance() -> dict:
     """Machine, date, the commit, and whether the tree was clean (else the hash of the diff)."""
     def git(*args):
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout
+        return subprocess.run(["git", *args], check=False, cwd=ROOT, capture_output=True, text=True).stdout
 
     status = git("status", "--porcelain", "--untracked-files=no")
     return {

@@ -60,9 +60,8 @@ RULES = StepRules(score_span="both")  # the SPRM's default delimiters, both part
 TRACE_KINDS = ("clean", "corrected", "carried")
 THINK_LABELS = ("right", "corrected", "carried", "wrong")  # None: unverifiable
 STEP_KINDS = ("compute", "revise", "conclude", "other")
-_REVISE = re.compile(r"\s*(wait|no)\b", re.I)
-_CONCLUDE = re.compile(r"answer\s+is\s+(-?\d+(?:\.\d+)?)", re.I)
-_VERB = {"+": "plus", "-": "minus", "*": "times", "/": "divided by"}
+_REVISE = re.compile(r"\s*(wait|no)\b", re.IGNORECASE)
+_CONCLUDE = re.compile(r"answer\s+is\s+(-?\d+(?:\.\d+)?)", re.IGNORECASE)
 
 
 # -- reference traces ----------------------------------------------------------------------------------------------

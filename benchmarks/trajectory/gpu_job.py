@@ -78,7 +78,13 @@ except ImportError as error:  # e.g. an older transformers on the GPU machine
     raise SystemExit(f"cannot import modeling_sprm with transformers {transformers.__version__} ({error}); "
                      "install the versions of pyproject.toml (carry their wheels)") from None
 
-from benchmarks.trajectory.data import RULES, grade_trace, make_reference_traces, step_content, step_labels  # noqa: E402
+from benchmarks.trajectory.data import (  # noqa: E402
+    RULES,
+    grade_trace,
+    make_reference_traces,
+    step_content,
+    step_labels,
+)
 
 MIX = {"clean": 0.4, "corrected": 0.45, "carried": 0.15}  # reference-trace kinds in the SFT data
 SFT_SHARE = 0.35  # of --time-budget-s at most for SFT
@@ -238,7 +244,9 @@ def sft_stage(backbone, tokenizer, problems, scale, device, work: Path, deadline
 # -- stage 2: sampling ---------------------------------------------------------------------------------------------
 
 
-def graded_row(split: str, index: int, sample: int, problem, text: str, steps, num_tokens: int, truncated: bool) -> dict:
+def graded_row(
+    split: str, index: int, sample: int, problem, text: str, steps, num_tokens: int, truncated: bool
+) -> dict:
     """One sampled trace (``steps``: its ``steps.Step`` list, thinking first), every step with its part, kind and
     label."""
     think = [step_content(s) for s in steps if s.part == "think"]
