@@ -89,8 +89,15 @@ def test_assumptions_break_in_the_thinking_not_in_the_response(job_dir):
 @pytest.fixture(scope="module")
 def result_file(job_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("results") / "trajectory.json"
-    analysis.main(["--job-dir", str(job_dir), "--out", str(out), "--seeds", "0", "--epochs", "40",
-                   "--objectives", "outcome_bce", "mil", "--resamples", "200"])
+    cache = tmp_path_factory.mktemp("cache")
+    args = ["--job-dir", str(job_dir), "--out", str(out), "--seeds", "0", "--epochs", "40",
+            "--objectives", "outcome_bce", "mil", "--resamples", "200", "--cache-dir", str(cache)]
+    analysis.main(args)
+    first = out.read_text()
+    (cached,) = cache.iterdir()
+    assert len(list(cached.glob("*.npy"))) == 2 * len(analysis.CONFIGS) + 1  # one per head and seed
+    analysis.main(args)  # from the cache: the same numbers
+    assert json.loads(out.read_text())["results"] == json.loads(first)["results"]
     return out
 
 
@@ -126,7 +133,7 @@ def test_heads_are_per_part_or_shared():
     assert heads["think"] is not heads["response"]
     for head in heads.values():
         head.eval()
-    logits = analysis.step_logits(heads, split.features, split.think)
+    logits = analysis.step_logits(heads, split.features, split.think, split.mask)
     with torch.no_grad():
         assert torch.allclose(logits[:, 0], heads["think"](split.features[:, 0]))
         assert torch.allclose(logits[:, 1], heads["response"](split.features[:, 1]))

@@ -255,11 +255,18 @@ def build_heads(config: Config, split: Split, loss_parts: tuple[str, ...]) -> di
     return heads
 
 
-def step_logits(heads: dict[str, SPRMHead], features: torch.Tensor, think: torch.Tensor) -> torch.Tensor:
-    """``[B, S]`` logits, each step from the head of its part."""
+def step_logits(heads: dict[str, SPRMHead], features: torch.Tensor, think: torch.Tensor,
+                mask: torch.Tensor) -> torch.Tensor:
+    """``[B, S]`` logits, each step from the head of its part (0 at padding; heads run on real steps only)."""
+    logits = features.new_zeros(mask.shape)
     if heads["think"] is heads["response"]:
-        return heads["think"](features)
-    return torch.where(think, heads["think"](features), heads["response"](features))
+        chosen = [(mask, heads["think"])]
+    else:
+        chosen = [(mask & think, heads["think"]), (mask & ~think, heads["response"])]
+    for where, head in chosen:
+        if where.any():
+            logits = logits.masked_scatter(where, head(features[where]))
+    return logits
 
 
 def train_heads(config: Config, loss_name: str, options: dict, split: Split, seed: int, budget: Budget,
@@ -281,7 +288,7 @@ def train_heads(config: Config, loss_name: str, options: dict, split: Split, see
         if len(order) < budget.batch_size:
             order = torch.cat([order, torch.randperm(n, generator=generator)])
         batch, order = order[: budget.batch_size], order[budget.batch_size :]
-        logits = step_logits(heads, split.features[batch], split.think[batch])
+        logits = step_logits(heads, split.features[batch], split.think[batch], split.mask[batch])
         step_labels = split.labels[batch] if labels == "step" else None
         loss = logits.new_zeros(())
         for part in config.loss_parts:
@@ -300,7 +307,7 @@ def train_heads(config: Config, loss_name: str, options: dict, split: Split, see
 @torch.no_grad()
 def score_steps(heads: dict[str, SPRMHead], split: Split) -> np.ndarray:
     """``[N, S]`` step scores (sigmoid), NaN at padding."""
-    scores = torch.sigmoid(step_logits(heads, split.features, split.think))
+    scores = torch.sigmoid(step_logits(heads, split.features, split.think, split.mask))
     return torch.where(split.mask, scores, torch.nan).numpy()
 
 
@@ -489,6 +496,15 @@ def provenance() -> dict:
     }
 
 
+def run_key(job_dir: str, budget: Budget) -> str:
+    """A folder name for the cached scores of one job's outputs under one head-training budget."""
+    digest = hashlib.sha256((Path(job_dir) / "trajectory_rows.jsonl.gz").read_bytes())
+    for name in ("trajectory_train.safetensors", "trajectory_test.safetensors"):
+        digest.update(str((Path(job_dir) / name).stat().st_size).encode())
+    digest.update(json.dumps({k: v for k, v in asdict(budget).items() if k != "seeds"}).encode())
+    return digest.hexdigest()[:16]
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--job-dir", required=True, help="the folder with gpu_job.py's four files")
@@ -501,6 +517,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--configs", nargs="+", default=[c.name for c in CONFIGS], choices=[c.name for c in CONFIGS])
     parser.add_argument("--ns", nargs="+", type=int, default=[2, 4, 8], help="Best-of-N sizes")
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
+    parser.add_argument("--cache-dir", default=str(Path.home() / ".cache/sprm/trajectory"),
+                        help="test step scores of finished heads, per job and budget (a rerun resumes)")
     return parser.parse_args(argv)
 
 
@@ -517,6 +535,8 @@ def main(argv=None) -> dict:
     ns = [n for n in args.ns if n <= samples_per_problem]
     budget = Budget(args.epochs, args.learning_rate, args.batch_size, seeds=args.seeds)
     counts = resample_counts(test.num_problems, args.resamples)
+    cache = Path(args.cache_dir) / run_key(args.job_dir, budget)
+    cache.mkdir(parents=True, exist_ok=True)
     configs = [c for c in CONFIGS if c.name in args.configs]
     methods: dict[str, dict] = {}
     samples: dict[str, dict] = {}  # method -> metric -> (point, resampled)
@@ -532,8 +552,14 @@ def main(argv=None) -> dict:
             skipped[name] = f"fewer than 2 training steps in {', '.join(too_few)}"
             continue
         start = time.time()
-        seed_scores = [score_steps(train_heads(config, loss, options, train, seed, budget, labels), test)
-                       for seed in budget.seeds]
+        seed_scores = []
+        for seed in budget.seeds:  # test step scores per seed, cached: an interrupted run resumes
+            cached = cache / f"{name.replace('/', '__')}__seed{seed}.npy"
+            if not cached.is_file():
+                scores = score_steps(train_heads(config, loss, options, train, seed, budget, labels), test)
+                np.save(cached.with_suffix(".tmp.npy"), scores)
+                cached.with_suffix(".tmp.npy").replace(cached)
+            seed_scores.append(np.load(cached))
         samples[name] = metric_samples(seed_scores, test, counts, ns)
         methods[name] = {"objective": objective, "loss": loss, "loss_options": options, "labels": labels,
                          "config": asdict(config), "seconds": round(time.time() - start, 1)}
