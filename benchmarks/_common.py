@@ -6,35 +6,32 @@ import datetime
 import json
 import os
 import platform
-import re
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # benchmark this checkout of the package, whatever is installed
-
 RESULTS = Path(__file__).resolve().parent / "results"
-DEFAULT_GSM8K = "/work/shared/data/gsm8k/test.jsonl"  # the project's copy of GSM8K (MIT); pass --gsm8k elsewhere
+GSM8K_ENV = "SPRM_GSM8K"  # where the scripts find GSM8K's test.jsonl when --gsm8k is not given
+
+
+def gsm8k_path(path: str | None) -> str:
+    """``path``, else ``$SPRM_GSM8K``; a clear error when neither is set."""
+    path = path or os.environ.get(GSM8K_ENV)
+    if not path:
+        raise SystemExit(f"give the GSM8K test.jsonl with --gsm8k PATH (or set ${GSM8K_ENV})")
+    return path
 
 
 def load_gsm8k(path: str | Path, n: int) -> list[dict]:
     """The first ``n`` rows of a GSM8K jsonl file as ``{"question", "steps", "answer"}``: the reference solution's
-    lines as steps (calculator annotations ``<<...>>`` removed), the number after ``####`` as the answer."""
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            row = json.loads(line)
-            solution, answer = row["answer"].rsplit("####", 1)
-            steps = [re.sub(r"<<[^>]*>>", "", s).strip() for s in solution.split("\n") if s.strip()]
-            rows.append({"question": row["question"], "steps": steps + [f"The answer is {answer.strip()}."],
-                         "answer": answer.strip()})
-            if len(rows) == n:
-                break
-    return rows
+    lines as steps plus ``"The answer is {answer}."`` (`modeling_sprm.data.load_gsm8k`), the final answer."""
+    from modeling_sprm.data import load_gsm8k_problems, load_gsm8k as load_records
+
+    records, problems = load_records(str(path)), load_gsm8k_problems(str(path))
+    return [{"question": r["question"], "steps": r["steps"], "answer": p["answer"]} for r, p in zip(records, problems)][:n]
 
 
 def machine() -> dict:

@@ -114,11 +114,11 @@ class StepScoringPipeline(Pipeline):
         return preprocess, forward, postprocess
 
     @property
-    def processor(self) -> SPRMProcessor:
+    def sprm_processor(self) -> SPRMProcessor:
         """The encoding entry point of this model and tokenizer."""
-        if getattr(self, "_processor", None) is None or self._processor.tokenizer is not self.tokenizer:
-            self._processor = SPRMProcessor.from_model(self.model, self.tokenizer)
-        return self._processor
+        if getattr(self, "_sprm_processor", None) is None or self._sprm_processor.tokenizer is not self.tokenizer:
+            self._sprm_processor = SPRMProcessor.from_model(self.model, self.tokenizer)
+        return self._sprm_processor
 
     def preprocess(self, inputs: Any, max_length: int | None = None, score_span: str | None = None) -> dict:
         if not isinstance(inputs, collections.abc.Mapping):
@@ -134,7 +134,7 @@ class StepScoringPipeline(Pipeline):
             if isinstance(solutions, str) or not isinstance(solutions, collections.abc.Sequence) or not solutions:
                 raise ValueError("`solutions` must be a non-empty list of solution strings")
             traces = [
-                self.processor.encode(question=inputs["question"], solution=s, max_length=max_length,
+                self.sprm_processor.encode(question=inputs["question"], solution=s, max_length=max_length,
                                       score_span=score_span)
                 for s in solutions
             ]
@@ -142,7 +142,7 @@ class StepScoringPipeline(Pipeline):
         if not any(keys >= expected for expected in INPUT_KEYS):
             raise ValueError(f"step-scoring input has keys {sorted(keys)}; expected {INPUT_FORMS}")
         fields = {k: inputs.get(k) for k in ("question", "solution", "steps", "text")}
-        return {"traces": [self.processor.encode(**fields, max_length=max_length, score_span=score_span)],
+        return {"traces": [self.sprm_processor.encode(**fields, max_length=max_length, score_span=score_span)],
                 "multi": False}
 
     def _forward(self, model_inputs: dict, **generation_params) -> dict:
@@ -161,7 +161,7 @@ class StepScoringPipeline(Pipeline):
         return {"items": outputs}
 
     def _score(self, traces: list[EncodedTrace]) -> tuple[list[list[float]], list[float]]:
-        batch = {k: v.to(self.device) for k, v in self.processor.pad(traces).items()}
+        batch = {k: v.to(self.device) for k, v in self.sprm_processor.pad(traces).items()}
         with torch.inference_mode():  # quantized backbones need it (bitsandbytes 4-bit after generate())
             out = self.model(**batch)
         step_scores = [out.step_scores[i][out.step_mask[i]].tolist() for i in range(len(traces))]
