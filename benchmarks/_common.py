@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import platform
 import statistics
+import subprocess
 import time
 from pathlib import Path
 
@@ -44,6 +46,18 @@ def machine() -> dict:
         "torch": torch.__version__,
         "load_average_at_start": os.getloadavg(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def git_state() -> dict:
+    """The commit the run is on, and a hash of the uncommitted diff when the tree is not clean (None when clean)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT).stdout
+
+    diff = git("diff", "HEAD")
+    return {
+        "commit": git("rev-parse", "HEAD").strip() or None,
+        "uncommitted_diff_sha256": hashlib.sha256(diff.encode()).hexdigest() if diff else None,
     }
 
 
