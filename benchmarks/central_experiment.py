@@ -7,7 +7,7 @@ Same backbone (SmolLM2-135M-Instruct, frozen, cached hidden_states[-2] at the st
   (a) sprm_metastone   outcome labels, MetaStone-S1's SPR loss on the raw features, exactly as published
       sprm             the same loss, head with standardised features (the rest below all standardise)
       sprm_soft, asymmetric_spr, mil_product, mil_prefix, first_error:  other outcome-only objectives
-                       (modeling_sprm.losses; the sweep of the "make self-supervision work" issue)
+                       (modeling_sprm.training.losses; the sweep of the "make self-supervision work" issue)
   (b) outcome_bce      outcome labels only, every step gets the outcome label
   (c) step_supervised  the human step labels (the annotation we want to replace)
   (d) trivial          constant, random, step position/length only (trained on the human step labels)

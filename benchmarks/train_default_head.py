@@ -45,7 +45,7 @@ PROCESSBENCH_URL = "https://huggingface.co/datasets/Qwen/ProcessBench"
 
 
 def eval_results(per_split: dict) -> list[dict]:
-    """`huggingface_hub.EvalResult` fields (the schema of modeling_sprm/hub.py) for the model card."""
+    """`huggingface_hub.EvalResult` fields (the schema of modeling_sprm/apps/hub.py) for the model card."""
     out = []
     for split, result in per_split.items():
         for metric, name in (("f1", "ProcessBench F1"), ("step_auroc", "step AUROC"),

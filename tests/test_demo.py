@@ -1,4 +1,4 @@
-"""The demo (modeling_sprm/demo.py, `sprm demo`): pure helpers, the scoring calls, the API through gradio_client
+"""The demo (modeling_sprm/apps/demo.py, `sprm demo`): pure helpers, the scoring calls, the API through gradio_client
 against the app served on 127.0.0.1, the `sprm demo` command, and the page in headless Chromium (Playwright)."""
 
 import contextlib
