@@ -34,7 +34,6 @@ from modeling_sprm.apps.demo import (
     split_paragraphs,
     steps_html,
 )
-from modeling_sprm.outputs import score_json
 
 QUESTION = "Tom has 3 boxes with 4 apples each. He eats 2 apples. How many apples are left?"
 SOLUTION = "Tom has 3 * 4 = 12 apples.\n\nHe eats 2, so 12 - 2 = 10 apples are left.\n\nThe answer is 10."

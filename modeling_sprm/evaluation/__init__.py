@@ -4,7 +4,7 @@ reporting them per group (`report`, what ``sprm eval`` runs). Everything is impo
 from .metrics import (
     DEFAULT_THRESHOLDS,
     METRIC_PATH,
-    _first_below,
+    _first_below,  # noqa: F401  (tested directly)
     auroc,
     best_of_n_accuracy,
     choose_threshold,
