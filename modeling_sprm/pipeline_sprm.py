@@ -105,10 +105,9 @@ class StepScoringPipeline(Pipeline):
             raise TypeError(f"unexpected arguments for the step-scoring pipeline: {sorted(kwargs)}")
         if sampling:
             forward["sampling"] = SamplingConfig.from_kwargs(**sampling)
-        preprocess = {k: v for k, v in (("max_length", max_length), ("score_span", score_span)) if v is not None}
-        postprocess = {k: v for k, v in (("threshold", threshold), ("aggregation", aggregation)) if v is not None}
-        if score_span is not None:
-            postprocess["score_span"] = score_span
+        preprocess = {k: v for k, v in {"max_length": max_length, "score_span": score_span}.items() if v is not None}
+        postprocess = {"threshold": threshold, "aggregation": aggregation, "score_span": score_span}
+        postprocess = {k: v for k, v in postprocess.items() if v is not None}
         if threshold is not None:
             forward["threshold"] = threshold
         return preprocess, forward, postprocess
@@ -133,9 +132,9 @@ class StepScoringPipeline(Pipeline):
             solutions = inputs["solutions"]
             if isinstance(solutions, str) or not isinstance(solutions, collections.abc.Sequence) or not solutions:
                 raise ValueError("`solutions` must be a non-empty list of solution strings")
+            encode = self.sprm_processor.encode
             traces = [
-                self.sprm_processor.encode(question=inputs["question"], solution=s, max_length=max_length,
-                                      score_span=score_span)
+                encode(question=inputs["question"], solution=s, max_length=max_length, score_span=score_span)
                 for s in solutions
             ]
             return {"traces": traces, "multi": True}
