@@ -13,8 +13,8 @@ import torch
 
 from benchmarks.trajectory import analysis, gpu_job, report
 from benchmarks.trajectory.data import make_reference_trace, split_trace
-from modeling_sprm.arithmetic import make_problems
-from modeling_sprm.selfgen import save_rollout_chunk
+from benchmarks.selfgen.arithmetic import make_problems
+from benchmarks.selfgen.common import save_rollout_chunk
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 HIDDEN = 16

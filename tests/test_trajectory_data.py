@@ -15,7 +15,7 @@ from benchmarks.trajectory.data import (
     step_kind,
     step_labels,
 )
-from modeling_sprm.arithmetic import Problem, make_problems
+from benchmarks.selfgen.arithmetic import Problem, make_problems
 
 PROBLEM = Problem("Sam has 12 apples. ...", 12, [("+", 5), ("-", 3), ("/", 2)])  # 12+5=17, 17-3=14, 14/2=7
 RIGHT_RESPONSE = ["12 + 5 = 17", "17 - 3 = 14", "14 / 2 = 7", "The answer is 7"]

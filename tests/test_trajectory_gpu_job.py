@@ -84,10 +84,10 @@ def test_features_of_both_parts_are_captured_at_their_read_positions(smollm2_tok
     import torch
 
     from benchmarks.trajectory.data import make_reference_trace
-    from modeling_sprm.arithmetic import Problem
+    from benchmarks.selfgen.arithmetic import Problem
     from modeling_sprm.generation import SamplingConfig, generate_rollouts, prompt_rollout
     from modeling_sprm.modeling_sprm import SPRMForStepScoring
-    from modeling_sprm.selfgen import rollout_step_features
+    from benchmarks.selfgen.common import rollout_step_features
     from modeling_sprm.steps import StepRules
 
     tok = smollm2_tokenizer

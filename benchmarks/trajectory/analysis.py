@@ -2,8 +2,8 @@
 the features the policy captured while it sampled (``gpu_job.py``), judged against the true step labels and by
 Best-of-N on held-out problems. Writes benchmarks/results/trajectory.json.
 
-    python benchmarks/trajectory/analysis.py --job-dir OUT        # OUT: the four files of gpu_job.py
-    python benchmarks/trajectory/report.py --write                 # README block and plot from the JSON
+    python -m benchmarks.trajectory.analysis --job-dir OUT        # OUT: the four files of gpu_job.py
+    python -m benchmarks.trajectory.report --write                 # README block and plot from the JSON
 
 **Heads** (MetaStone-S1's head, standardised features, same budget for all, ``--seeds`` seeds each). Every head
 learns from outcome labels only (the final answer of the response), except the step-label ceiling. ``CONFIGS``
@@ -58,7 +58,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))  # this checkout of the package, whatever is installed
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -72,7 +71,7 @@ from benchmarks.trajectory.bootstrap import (  # noqa: E402
 )
 from modeling_sprm.aggregation import geometric_mean  # noqa: E402
 from modeling_sprm.evaluation import auroc, best_of_n_accuracy, majority_vote_accuracy  # noqa: E402
-from modeling_sprm.losses import get_loss, mil_loss  # noqa: E402
+from modeling_sprm.training.losses import get_loss, mil_loss  # noqa: E402
 from modeling_sprm.modeling_sprm import SPRMHead  # noqa: E402
 
 PARTS = ("think", "response")
@@ -609,7 +608,7 @@ def main(argv=None) -> dict:
 
     result = {
         **provenance(),
-        "command": "python benchmarks/trajectory/analysis.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m benchmarks.trajectory.analysis " + " ".join(argv if argv is not None else sys.argv[1:]),
         "scale": record["config"]["scale"],
         "job": {k: record.get(k) for k in ("command", "date", "machine", "config", "time_budget_s", "stages", "sft",
                                            "sampling", "samples", "files", "elapsed_s")},

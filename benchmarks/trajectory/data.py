@@ -52,7 +52,7 @@ import re
 from dataclasses import dataclass, field
 
 from modeling_sprm.answers import answers_match, extract_answer, normalize_number
-from modeling_sprm.arithmetic import OPS, Problem, grade_steps, parse_equation
+from benchmarks.selfgen.arithmetic import OPS, Problem, grade_steps, parse_equation
 from modeling_sprm.steps import Step, StepRules, join_steps, segment
 
 THINK_START, THINK_END = "<think>", "</think>"

@@ -2,7 +2,7 @@
 trajectories (LoRA SFT), then let it sample traces on new problems with its step features captured while it samples,
 and grade every step. Everything after this (heads, metrics) runs on a CPU: ``benchmarks/trajectory/analysis.py``.
 
-    python benchmarks/trajectory/gpu_job.py --out OUT --backbone PATH [--device cuda] [--scale tiny|full]
+    python -m benchmarks.trajectory.gpu_job --out OUT --backbone PATH [--device cuda] [--scale tiny|full]
                                             [--time-budget-s S] [--work-dir DIR]
 
 Stages, each resumable from ``--work-dir`` (default ``/tmp/sprm-trajectory-work``; a rerun skips what is done):
@@ -53,7 +53,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))  # this checkout of the package, whatever is installed
 # No network on the GPU machine: nothing from the Hub, and no Hub kernels (transformers >= 5.2x loads models with
 # use_kernels=True by default, which needs the `kernels` package and fetches kernels from the Hub).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -64,7 +63,7 @@ import torch  # noqa: E402
 try:
     from modeling_sprm.generation import SamplingConfig, generate_rollouts, prompt_rollout
     from modeling_sprm.modeling_sprm import SPRMForStepScoring
-    from modeling_sprm.selfgen import (
+    from benchmarks.selfgen.common import (
         collate_sft,
         load_rollouts,
         rollout_step_features,

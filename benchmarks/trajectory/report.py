@@ -1,8 +1,8 @@
 """The README's "Thinking trajectories" block and its plot, from the committed result JSON only
 (benchmarks/results/trajectory.json, written by analysis.py), so that the README cannot drift from it.
 
-    python benchmarks/trajectory/report.py            # print the markdown
-    python benchmarks/trajectory/report.py --write    # also replace the README block (added after the self-generated
+    python -m benchmarks.trajectory.report            # print the markdown
+    python -m benchmarks.trajectory.report --write    # also replace the README block (added after the self-generated
                                                       # loop's block if missing) and write trajectory.png
 
 A JSON from a ``--scale tiny`` job (the CPU pipeline check) is refused by ``--write``: its numbers mean nothing.
