@@ -11,9 +11,10 @@ search-and-learn's terms: a budget of N sequences per round and question, M cont
 Both are `tree_search` (``num_subtrees``, ``beam_width`` kept beams per subtree, ``num_continuations`` = M). A
 subtree follows these rules:
 
-1. every round, each kept beam samples ``num_continuations`` continuations up to its next step delimiter (or
-   ``max_step_tokens`` tokens, or its end-of-sequence token, or ``sampling.max_new_tokens`` tokens in all); the
-   first round expands ``beam_width`` copies of the question, so that every round samples the whole budget;
+1. every round, each kept beam samples ``num_continuations`` continuations up to the first step delimiter in the
+   new text (or ``max_step_tokens`` tokens, or its end-of-sequence token, or ``sampling.max_new_tokens`` tokens in
+   all); the first round expands ``beam_width`` copies of the question, so that every round samples the whole
+   budget;
 2. identical continuations are merged; one that ended (end-of-sequence, or ``max_new_tokens`` in all) is finished;
 3. the continuations are ranked by score, the full score (`generation.score_rollouts`) of a finished one and the
    partial score of an open one (the aggregate of its closed steps, `generation.partial_score`); the best
@@ -24,13 +25,17 @@ subtree follows these rules:
 
 With one kept beam (DVTS) this is search-and-learn's rule: a subtree follows its best continuation and ends when that
 one has ended. `generation.step_search` differs in two points: it keeps every finished continuation as a candidate,
-and its first round expands the question once (``num_continuations`` sequences, not the whole budget).
+its first round expands the question once (``num_continuations`` sequences, not the whole budget), and a round
+ends at the first delimiter completed anywhere after the beam's last closed step (here: one wholly in the new text;
+the two differ only when a beam was cut, by ``max_step_tokens``, inside a delimiter).
 
 All subtrees of all questions advance together: one ``generate()`` call per round (per ``batch_size`` sequences and
-per distinct token room) and one head pass to score them. A question's answer is its best-scored finished candidate
-(`generation.summarize`, which also gives the majority and SPRM-weighted votes over its candidates). Every sampled
-token counts in ``generated_tokens``, discarded continuations included: the search's cost, to compare methods at
-equal generated tokens.
+per distinct token room) and one head pass to score them. A continuation is generated as a fresh rollout of the
+text so far (``_continuation``), so that a round captures and decides the features of its new tokens only, and is
+then joined to its beam (``_join``): the cost of a round does not grow with the length of the beams. A
+question's answer is its best-scored finished candidate (`generation.summarize`, which also gives the majority and
+SPRM-weighted votes over its candidates). Every sampled token counts in ``generated_tokens``, discarded
+continuations included: the search's cost, to compare methods at equal generated tokens.
 """
 
 from __future__ import annotations
@@ -144,21 +149,22 @@ def tree_search(
         live = [t for t in trees if t.beams and len(t.finished) < beam_width]
         if not live:
             break
-        # (subtree, parent node, child, tokens before) for every continuation of this round
-        children = [
-            (t, node, copy_rollout(b), len(b.token_ids))
+        # (subtree, parent node, parent beam, its continuation) for every continuation of this round
+        pairs = [
+            (t, node, b, _continuation(b))
             for t in live
             for b, node in zip(t.beams, t.beam_nodes)
             for _ in range(num_continuations)
         ]
         by_room: dict[int, list[int]] = {}
-        for i, (_, _, _, before) in enumerate(children):
-            by_room.setdefault(min(max_step_tokens, sampling.max_new_tokens - before), []).append(i)
+        for i, (_, _, parent, _) in enumerate(pairs):
+            by_room.setdefault(min(max_step_tokens, sampling.max_new_tokens - len(parent.token_ids)), []).append(i)
         for room, members in by_room.items():
             step = batch_size or len(members)
             for first in range(0, len(members), step):
-                part = [children[i][2] for i in members[first : first + step]]
+                part = [pairs[i][3] for i in members[first : first + step]]
                 generate_rollouts(model, tokenizer, part, sampling, max_new_tokens=room, stop_at_step=True)
+        children = [(t, node, _join(parent, c), len(parent.token_ids)) for t, node, parent, c in pairs]
         for t, _, child, before in children:
             generated[t.question] += len(child.token_ids) - before
         for t in live:
@@ -225,6 +231,31 @@ def tree_search(
             result["tree"] = logs[q]
         results.append(result)
     return results
+
+
+def _continuation(beam: Rollout) -> Rollout:
+    """A fresh rollout whose prompt is ``beam``'s prompt and text: generating it decides only the new tokens'
+    features (a continued rollout would decide its whole text again, every round)."""
+    return Rollout(beam.prompt_ids + beam.token_ids, beam.prompt_text + beam.text, beam.full_offsets())
+
+
+def _join(beam: Rollout, continuation: Rollout) -> Rollout:
+    """``beam`` extended by ``continuation`` (`_continuation`): tokens, text, offsets and features in ``beam``'s
+    coordinates. The beam's features cover its steps; the continuation's cover its new tokens and the beam's last
+    token (position -1), where a step that ends in the new text may be read."""
+    tokens, chars = len(beam.token_ids), len(beam.text)
+    features = {**beam.features, **{p + tokens: f for p, f in continuation.features.items()}}
+    offsets = beam.offsets + [(s + chars, e + chars) for s, e in continuation.offsets]
+    return Rollout(
+        beam.prompt_ids,
+        beam.prompt_text,
+        beam.prompt_offsets,
+        beam.token_ids + continuation.token_ids,
+        beam.text + continuation.text,
+        offsets,
+        features,
+        continuation.stop_reason,
+    )
 
 
 def _score(model: Any, rollouts: list[Rollout], traces: list[EncodedTrace], batch_size: int | None):

@@ -3,8 +3,16 @@
 import pytest
 import torch
 
-from modeling_sprm.generation import step_search
-from modeling_sprm.search import _split_budget, beam_search, dvts, tree_search
+from modeling_sprm.generation import (
+    SamplingConfig,
+    copy_rollout,
+    generate_rollouts,
+    prompt_rollout,
+    score_rollouts,
+    step_search,
+)
+from modeling_sprm.search import _continuation, _join, _split_budget, beam_search, dvts, tree_search
+from modeling_sprm.steps import StepRules
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -27,8 +35,34 @@ def test_one_question_one_subtree_is_step_search_when_decoding_is_greedy(tiny_sp
     )
     theirs = step_search(model, tokenizer, QUESTIONS[0], beam_width=2, num_continuations=2, temperature=0, **SHORT)
     assert texts(ours) == texts(theirs) and ours["rounds"] == theirs["rounds"]
+    for a, b in zip(ours["candidates"], theirs["candidates"]):
+        assert [s["score"] for s in a["steps"]] == pytest.approx([s["score"] for s in b["steps"]], abs=1e-4)
     (first_round,) = [n for n in ours["tree"] if n["round"] == 1]  # 4 identical continuations, merged
     assert ours["generated_tokens"] == theirs["generated_tokens"] + 2 * first_round["new_tokens"]
+
+
+def test_a_joined_continuation_scores_as_a_continued_rollout(tiny_sprm):
+    # the way generation.step_search continues a beam (copy_rollout: every feature captured again) and the way
+    # tree_search does (a fresh rollout of the text so far, joined to the beam) feed the same input ids, so they
+    # sample the same tokens; their step scores must agree too
+    model, tokenizer = tiny_sprm
+    model.config.step_delimiters = ["e"]  # frequent in random tokens: many steps, some read across the join
+    rules = StepRules.from_config(model.config)
+    sampling = SamplingConfig(temperature=1.0, top_p=1.0, max_new_tokens=48)
+    torch.manual_seed(4)
+    (beam,) = generate_rollouts(model, tokenizer, [prompt_rollout(model, tokenizer, QUESTIONS[1])], sampling,
+                                max_new_tokens=12)
+    torch.manual_seed(5)
+    (continued,) = generate_rollouts(model, tokenizer, [copy_rollout(beam)], sampling, max_new_tokens=12)
+    torch.manual_seed(5)
+    (fresh,) = generate_rollouts(model, tokenizer, [_continuation(beam)], sampling, max_new_tokens=12)
+    joined = _join(beam, fresh)
+    assert joined.token_ids == continued.token_ids and joined.text == continued.text
+    assert joined.offsets == continued.offsets
+    traces = [joined.trace(rules), continued.trace(rules)]
+    assert traces[0].positions == traces[1].positions and len(traces[0].steps) >= 4
+    (ours, theirs), _ = score_rollouts(model, [joined, continued], traces)
+    assert ours == pytest.approx(theirs, abs=1e-4)
 
 
 def test_questions_searched_together_are_searched_as_alone(tiny_sprm):

@@ -69,6 +69,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "benchmarks" / "selfgen")]
+# No network here: no Hub lookups, and no Hub kernels (transformers 5.25 asks for the `kernels` package by default)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("USE_HUB_KERNELS", "0")
 
 import torch  # noqa: E402
 
@@ -83,12 +86,12 @@ SCALES = {
         sft_steps=80,
         sft_batch=8,
         mc_rollouts=8,
-        search_problems=100,
+        search_problems=40,  # the minimum for N = 32 (a search round re-reads all prior tokens: slow)
         search_ns=[4, 8, 16, 32],
-        joint_epochs=6,
+        joint_epochs=4,
         joint_batch=32,
         sample_batch=1024,
-        mc_batch=4096,
+        mc_batch=2048,  # sequences per generate(): about 23 GB of float32 KV cache at 250 tokens
         mc_chunk=16,
     ),
     # a CPU dry run at realistic shapes (about an hour on one core): every code path with multi-step solutions
@@ -130,7 +133,7 @@ SCALES = {
         mc_chunk=2,
     ),
 }
-DEADLINES = {"sample_train": 0.32, "sample_test": 0.47, "mc": 0.62, "search": 0.86, "joint": 0.97}
+DEADLINES = {"sample_train": 0.28, "sample_test": 0.42, "mc": 0.58, "search": 0.86, "joint": 0.97}
 POLICY_TAG = "ops2-4_max30_s80"  # the SFT recipe and problem settings (selfgen_policy_search.json)
 SEARCH_HEADS = ["mil_product", "mc_soft", "step_supervised"]
 CONTINUATIONS = 4  # M: continuations per kept beam
@@ -804,6 +807,14 @@ def main(argv=None) -> None:
     clock = Clock(args.time_budget_s)
     signal.signal(signal.SIGTERM, _stop)
     import transformers
+
+    try:
+        import modeling_sprm  # noqa: F401
+    except ImportError as err:
+        raise SystemExit(
+            f"modeling_sprm does not import with transformers {transformers.__version__} ({err}); it needs 5.25: "
+            "install the wheels of benchmarks/selfgen/gpu_carry.sh (stage1) and put .site on PYTHONPATH"
+        ) from None
 
     from modeling_sprm import SPRMForStepScoring
     from modeling_sprm.selfgen import loop_problems
