@@ -38,14 +38,15 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
 
 from .answers import answers_match, extract_answer
-from .generation import SamplingConfig, eos_token_ids, generate_rollouts, prompt_rollout
-from .steps import StepRules, segment
+from .generation import SamplingConfig, copy_rollout, eos_token_ids, generate_rollouts, prompt_rollout
+from .steps import Step, StepRules, segment
 
 Grader = Callable[[str, str], bool]  # (solution text, reference answer) -> right?
 
@@ -78,15 +79,19 @@ def _decode_continuation(tokenizer: Any, context_ids: Sequence[int], new_ids: Se
     return tokenizer.decode(context + list(new_ids), skip_special_tokens=True)[len(before) :]
 
 
+@dataclass
 class _Solution:
-    """One solution to label: its prompt and solution token ids with character offsets, its steps (in solution
-    coordinates) and, when sampled here, the captured step features."""
+    """One solution to label: prompt and solution token ids, the solution's character offsets and steps (in solution
+    coordinates) and, when sampled here, the step features captured while sampling."""
 
-    def __init__(self, question_index: int, sample: int, prompt_ids, text, ids, offsets, steps, features=None):
-        self.question_index, self.sample = question_index, sample
-        self.prompt_ids, self.text, self.ids, self.offsets = list(prompt_ids), text, list(ids), list(offsets)
-        self.steps = steps
-        self.features = features
+    question_index: int
+    sample: int
+    prompt_ids: list[int]
+    text: str
+    ids: list[int]
+    offsets: list[tuple[int, int]]
+    steps: list[Step]
+    features: torch.Tensor | None = None
 
     def prefix(self, k: int) -> tuple[str, list[int]]:
         """Solution text and prompt + solution token ids up to the end of step ``k`` (its delimiter included)."""
@@ -100,22 +105,13 @@ class _Solution:
 def _given_solution(model, tokenizer, rules, question_index, sample, question, solution) -> _Solution:
     start = prompt_rollout(model, tokenizer, question)
     enc = tokenizer(solution, add_special_tokens=False, return_offsets_mapping=True)
+    offsets = [tuple(o) for o in enc["offset_mapping"]]
     steps = _solution_steps(start.prompt_text, solution, rules)
-    return _Solution(
-        question_index,
-        sample,
-        start.prompt_ids,
-        solution,
-        enc["input_ids"],
-        [tuple(o) for o in enc["offset_mapping"]],
-        steps,
-    )
+    return _Solution(question_index, sample, start.prompt_ids, solution, enc["input_ids"], offsets, steps)
 
 
 def _solution_steps(prompt_text: str, solution: str, rules: StepRules) -> list:
     """The steps of ``solution`` after ``prompt_text`` (as scoring finds them), shifted to solution coordinates."""
-    from dataclasses import replace
-
     shift = len(prompt_text)
     found = segment(prompt_text + solution, rules, start=shift)
     return [replace(s, start=s.start - shift, end=s.end - shift, anchor=s.anchor - shift) for s in found]
@@ -123,36 +119,20 @@ def _solution_steps(prompt_text: str, solution: str, rules: StepRules) -> list:
 
 def _sampled_solutions(model, tokenizer, rules, problems, num_samples, sampling, batch_size, first_index):
     """Sample ``num_samples`` solutions per problem with ``generation.generate_rollouts`` (features captured)."""
-    from .generation import copy_rollout
-
     hidden = model.config.text_config.hidden_size
     out: list[_Solution] = []
     per_call = max(1, batch_size // num_samples)
     for first in range(0, len(problems), per_call):
-        part = list(enumerate(problems))[first : first + per_call]
-        starts = [prompt_rollout(model, tokenizer, p["question"]) for _, p in part]
-        rollouts = generate_rollouts(
-            model, tokenizer, [copy_rollout(s) for s in starts for _ in range(num_samples)], sampling
-        )
-        for r, rollout in enumerate(rollouts):
-            index = part[r // num_samples][0]
-            trace = rollout.trace(rules)
+        part = problems[first : first + per_call]
+        starts = [prompt_rollout(model, tokenizer, p["question"]) for p in part]
+        copies = [copy_rollout(s) for s in starts for _ in range(num_samples)]
+        for r, rollout in enumerate(generate_rollouts(model, tokenizer, copies, sampling)):
             prompt_len = len(rollout.prompt_ids)
-            rows = [rollout.features[p - prompt_len].float().cpu() for p in trace.positions]
+            rows = [rollout.features[p - prompt_len].float().cpu() for p in rollout.trace(rules).positions]
             features = torch.stack(rows) if rows else torch.zeros((0, hidden))
             steps = _solution_steps(rollout.prompt_text, rollout.text, rules)
-            out.append(
-                _Solution(
-                    first_index + index,
-                    r % num_samples,
-                    rollout.prompt_ids,
-                    rollout.text,
-                    rollout.token_ids,
-                    rollout.offsets,
-                    steps,
-                    features,
-                )
-            )
+            out.append(_Solution(first_index + first + r // num_samples, r % num_samples, rollout.prompt_ids,
+                                 rollout.text, rollout.token_ids, rollout.offsets, steps, features))
     return out
 
 

