@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from benchmarks.selfgen import gpu_job
+from benchmarks.selfgen import gpu_job, power, power_report
 from benchmarks.selfgen.power import load_job
 from tests.conftest import make_tiny_backbone
 
@@ -26,9 +26,15 @@ def run(out, backbone, *extra):
     gpu_job.main(["--out", str(out), "--backbone", backbone, "--scale", "tiny", "--device", "cpu", *extra])
 
 
-def test_every_stage_runs_and_writes_compact_outputs_then_resumes(tiny_backbone, tmp_path):
-    out = tmp_path / "out"
+@pytest.fixture(scope="module")
+def job_output(tiny_backbone, tmp_path_factory):
+    out = tmp_path_factory.mktemp("job") / "out"
     run(out, tiny_backbone)
+    return out
+
+
+def test_every_stage_runs_and_writes_compact_outputs_then_resumes(job_output, tiny_backbone):
+    out = job_output
     files = sorted(p.name for p in out.iterdir())
     assert files == ["features-0.safetensors", "manifest.json", "rollouts.jsonl", "search.jsonl", "weights.safetensors"]
     assert all((out / f).stat().st_size < gpu_job.SHARD_BYTES for f in files)
@@ -99,3 +105,19 @@ def test_feature_shards_join_up(tmp_path, monkeypatch):
     (tmp_path / "features-1.safetensors").unlink()
     with pytest.raises(ValueError, match="do not join up"):
         gpu_job.load_features(tmp_path)
+
+
+def test_the_analysis_reads_the_outputs_and_the_report_renders(job_output, tmp_path):
+    result_path = tmp_path / "power.json"
+    power.main(["--job", str(job_output), "--sizes", "2", "3", "--seeds", "0", "--bootstrap", "20",
+                "--cache", str(tmp_path / "cache"), "--out", str(result_path)])
+    result = json.loads(result_path.read_text())
+    assert result["sizes"] == [2, 3] and result["test_problems"] == 2 and result["samples_per_test_problem"] == 4
+    assert set(result["curve"]) == set(power.METHODS) | {"position_only", "random"}
+    assert set(result["joint"]["arms"]) == {"frozen", "joint", "joint_lm"}
+    assert {c["search"] for c in result["search_vs_bon"]} == {f"{m}:{h}" for m in ("beam", "dvts")
+                                                             for h in gpu_job.SEARCH_HEADS}
+    markdown = power_report.section(result)
+    assert "Self-supervision vs Monte-Carlo labels vs human-quality labels" in markdown
+    power_report.plot(result, tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").stat().st_size > 0
