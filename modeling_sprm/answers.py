@@ -97,7 +97,7 @@ def answers_match(predicted: str | None, reference: str | None) -> bool:
     return " ".join(predicted.split()).lower() == " ".join(reference.split()).lower()
 
 
-def _vote_key(answer: str) -> str:
+def answer_key(answer: str) -> str:
     """Answers that mean the same vote together: numbers by value, other answers whitespace-normalised."""
     return normalize_number(answer) or " ".join(answer.split())
 
@@ -113,7 +113,7 @@ def weighted_vote(answers: list[str | None], weights: list[float] | None = None)
     for i, (answer, weight) in enumerate(zip(answers, weights)):
         if answer is None:
             continue
-        entry = totals.setdefault(_vote_key(answer), [0.0, 0, -i, answer])
+        entry = totals.setdefault(answer_key(answer), [0.0, 0, -i, answer])
         entry[0] += float(weight)
         entry[1] += 1
     if not totals:

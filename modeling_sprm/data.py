@@ -321,33 +321,49 @@ def load_trl(path: str, splits: Sequence[str] | None = None) -> list[dict]:
     read when present. ``path``: a ``.jsonl`` file or folder, a saved ``datasets`` folder, or a Hub id (for
     example ``trl-lib/math_shepherd``); see ``read_rows``.
     """
-    records = []
-    for group, i, at, row in read_rows(path, splits):
-        _require(row, ("prompt", "completions", "labels"), at)
-        completions, labels = row["completions"], row["labels"]
-        if not isinstance(completions, list) or not completions:
-            raise DataFormatError(f"{at}: field 'completions' must be a non-empty list of strings")
-        if not isinstance(labels, list) or len(labels) != len(completions):
-            raise DataFormatError(
-                f"{at}: field 'labels' must be a list with one label per completion ({len(completions)}), "
-                f"got {labels!r}"
-            )
-        step_labels = [_check_label(label, f"labels[{k}]", at) for k, label in enumerate(labels)]
-        outcome = row.get("outcome_label")
-        outcome = min(step_labels) if outcome is None else _check_label(outcome, "outcome_label", at)
-        records.append(
-            make_record(
-                id=_optional(row, "id", f"{group}-{i}"),
-                group=_optional(row, "group", group),
-                question=row["prompt"],
-                steps=completions,
-                outcome_label=outcome,
-                step_labels=step_labels,
-                first_error=first_error_from_labels(step_labels),
-                where=at,
-            )
+    return [trl_record(row, at, f"{group}-{i}", group) for group, i, at, row in read_rows(path, splits)]
+
+
+def trl_record(row: dict, at: str, default_id: str, group: str = "") -> dict:
+    """One TRL stepwise-supervision row -> a record (the rule of `load_trl`)."""
+    _require(row, ("prompt", "completions", "labels"), at)
+    completions, labels = row["completions"], row["labels"]
+    if not isinstance(row["prompt"], str):
+        raise DataFormatError(f"{at}: only TRL's standard (string) prompts are supported, not conversational ones")
+    if not isinstance(completions, list) or not completions:
+        raise DataFormatError(f"{at}: field 'completions' must be a non-empty list of strings")
+    if not isinstance(labels, list) or len(labels) != len(completions):
+        raise DataFormatError(
+            f"{at}: field 'labels' must be a list with one label per completion ({len(completions)}), got {labels!r}"
         )
-    return records
+    step_labels = [_check_label(label, f"labels[{k}]", at) for k, label in enumerate(labels)]
+    outcome = row.get("outcome_label")
+    outcome = min(step_labels) if outcome is None else _check_label(outcome, "outcome_label", at)
+    return make_record(
+        id=_optional(row, "id", default_id),
+        group=_optional(row, "group", group),
+        question=row["prompt"],
+        steps=completions,
+        outcome_label=outcome,
+        step_labels=step_labels,
+        first_error=first_error_from_labels(step_labels),
+        rollout_truncated=bool(row.get("rollout_truncated", False)),
+        where=at,
+    )
+
+
+def as_record(row: dict, where: str) -> dict:
+    """A record from a row of any in-memory form the trainers take: a record (fields it leaves out get their
+    defaults; ``id`` defaults to ``where``) or a TRL stepwise-supervision row ``{"prompt", "completions",
+    "labels"}`` (`trl_record`: the outcome label is ``outcome_label`` if present, else the lowest step label)."""
+    if "question" in row:
+        return {**{field: None for field in RECORD_FIELDS}, "group": "", "rollout_truncated": False, "id": where, **row}
+    if "prompt" in row and "completions" in row:
+        return trl_record(row, where, where)
+    raise DataFormatError(
+        f"{where}: a row needs 'question' and 'steps' or 'solution' (a modeling_sprm.data record), or 'prompt' and "
+        f"'completions' (TRL stepwise supervision); it has {sorted(row)}"
+    )
 
 
 def to_trl(records: Iterable[dict]) -> list[dict]:

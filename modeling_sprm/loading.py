@@ -1,20 +1,37 @@
 """Loading a scorer by name: the embedded default, a local folder, or a Hub id, with an optional quantized
-backbone. Used by the CLI, the demo and the benchmarks (not shipped as remote code)."""
+backbone, on a device (cuda when available). Used by the CLI, the demo, the training script and the benchmarks
+(not shipped as remote code). ``load_model(ModelArguments)`` is the one helper the commands use."""
 
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import torch
 from transformers import AutoTokenizer
 
+from .arguments import QUANTIZATIONS, ModelArguments
 from .backbones import EMBEDDED_BACKBONE_ID, resolve_backbone
 from .modeling_sprm import SPRMForStepScoring
 
 DEFAULT_HEAD_DIR = Path(__file__).parent / "default_head"
 DEFAULT_MODEL_NAME = "sprm-default (SmolLM2-135M-Instruct + SPRM head)"
-QUANTIZATIONS = ("4bit", "nf4", "fp4", "8bit")
+
+
+def default_device() -> str:
+    """cuda when available, else cpu."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def torch_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str | None:
+    """``"float32"`` -> ``torch.float32``; ``"auto"``, None and dtypes pass through."""
+    if dtype is None or dtype == "auto" or isinstance(dtype, torch.dtype):
+        return dtype
+    value = getattr(torch, str(dtype), None)
+    if not isinstance(value, torch.dtype):
+        raise ValueError(f"dtype must be auto, float32, bfloat16 or float16, got {dtype!r}")
+    return value
 
 
 def quantization_config(quantization: str | None, compute_dtype: torch.dtype = torch.float32):
@@ -51,15 +68,19 @@ def load_tokenizer(model: SPRMForStepScoring, name_or_path: str | None = None):
 def load_model_and_tokenizer(
     name_or_path: str | None = None,
     quantization: str | None = None,
-    dtype: torch.dtype | None = None,
+    dtype: str | torch.dtype | None = None,
     device_map: str | dict | None = None,
+    device: str | None = None,
 ) -> tuple[SPRMForStepScoring, object, str]:
     """Load ``(model, tokenizer, display_name)``. Without a name: the shipped default head on the embedded
     SmolLM2 backbone, or, where no head ships, a fresh (untrained, seeded) head on it. ``quantization`` is one of
-    `QUANTIZATIONS` (4-bit compute in ``dtype``, float32 by default); ``device_map`` places the backbone."""
+    `QUANTIZATIONS` (4-bit compute in ``dtype``, float32 by default); ``device_map`` places the backbone; else the
+    model goes to ``device`` (default: cuda when available, else cpu). The defaults are `ModelArguments`'."""
+    dtype = torch_dtype(dtype)
     kwargs = {}
     if quantization is not None:
-        kwargs["quantization_config"] = quantization_config(quantization, dtype or torch.float32)
+        compute = dtype if isinstance(dtype, torch.dtype) else torch.float32
+        kwargs["quantization_config"] = quantization_config(quantization, compute)
     if dtype is not None:
         kwargs["dtype"] = dtype
     if device_map is not None:
@@ -67,13 +88,33 @@ def load_model_and_tokenizer(
     if name_or_path is None:
         if (DEFAULT_HEAD_DIR / "config.json").is_file():
             model = SPRMForStepScoring.from_pretrained(DEFAULT_HEAD_DIR, **kwargs)
-            return model, load_tokenizer(model, str(DEFAULT_HEAD_DIR)), DEFAULT_MODEL_NAME
-        with torch.random.fork_rng():
-            torch.manual_seed(0)
-            model = SPRMForStepScoring.from_backbone(EMBEDDED_BACKBONE_ID, **kwargs)
-        return model, load_tokenizer(model), DEFAULT_MODEL_NAME
-    model = SPRMForStepScoring.from_pretrained(name_or_path, **kwargs)
-    return model, load_tokenizer(model, name_or_path), name_or_path
+            tokenizer, name = load_tokenizer(model, str(DEFAULT_HEAD_DIR)), DEFAULT_MODEL_NAME
+        else:
+            with torch.random.fork_rng():
+                torch.manual_seed(0)
+                model = SPRMForStepScoring.from_backbone(EMBEDDED_BACKBONE_ID, **kwargs)
+            tokenizer, name = load_tokenizer(model), DEFAULT_MODEL_NAME
+    else:
+        model = SPRMForStepScoring.from_pretrained(name_or_path, **kwargs)
+        tokenizer, name = load_tokenizer(model, name_or_path), name_or_path
+    if quantization is None and device_map is None:
+        model.to(device or default_device())
+    return model, tokenizer, name
+
+
+def load_model(args: ModelArguments, warn: bool = True) -> tuple[SPRMForStepScoring, object, str]:
+    """`load_model_and_tokenizer` from `ModelArguments` (what every command calls); registers the ``sprm`` model
+    type and the ``"step-scoring"`` task, and prints `untrained_head_warning` to stderr when the head is
+    untrained."""
+    from .registration import register
+
+    register()
+    model, tokenizer, name = load_model_and_tokenizer(
+        args.model, args.quantization, args.dtype, args.device_map, args.device
+    )
+    if warn and (warning := untrained_head_warning(model, name)) is not None:
+        print(warning, file=sys.stderr)
+    return model, tokenizer, name
 
 
 def untrained_head_warning(model: SPRMForStepScoring, name: str) -> str | None:

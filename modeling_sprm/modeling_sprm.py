@@ -3,7 +3,7 @@ head on its hidden states), as MetaStone-S1's self-supervised process reward mod
 
 The one path every score takes::
 
-    text -> steps.segment / steps.build_trace   (steps and the token where each score is read)
+    text -> processing_sprm.SPRMProcessor       (steps.build_trace: steps and the token where each score is read)
          -> backbone forward                      (features of `feature_layer` captured by a hook, only there)
          -> SPRMHead                               (Linear(c, 2c) ReLU Dropout Linear(2c, 1) -> step logits)
          -> sigmoid -> aggregation                 (step scores -> solution score)
@@ -19,7 +19,7 @@ import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,7 +29,6 @@ from transformers.utils import ModelOutput
 from .aggregation import aggregate
 from .backbones import resolve_backbone, weights_fingerprint
 from .configuration_sprm import SPRMConfig
-from .steps import EncodedTrace
 
 AUTO_MAP = {
     "AutoConfig": "configuration_sprm.SPRMConfig",
@@ -94,7 +93,6 @@ class SPRMOutput(ModelOutput):
     """Output of [`SPRMForStepScoring`].
 
     Args:
-        loss (`torch.FloatTensor` of shape `()`, *optional*): the loss, when labels and a `loss_fn` are given.
         logits (`torch.FloatTensor` of shape `(batch, seq_len, vocab)`, *optional*): LM logits (generation mode, or
             `return_lm_logits=True`).
         step_logits (`torch.FloatTensor` of shape `(batch, num_steps)`): head logits, 0 where `step_mask` is False.
@@ -106,7 +104,6 @@ class SPRMOutput(ModelOutput):
         cache, hidden_states, attentions: as returned by the backbone.
     """
 
-    loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     step_logits: torch.FloatTensor | None = None
     step_scores: torch.FloatTensor | None = None
@@ -228,9 +225,7 @@ class SPRMForStepScoring(PreTrainedModel, GenerationMixin):
         step_positions: torch.LongTensor | None = None,
         step_features: torch.FloatTensor | None = None,
         step_mask: torch.BoolTensor | None = None,
-        outcome_labels: torch.FloatTensor | None = None,
-        step_labels: torch.FloatTensor | None = None,
-        loss_fn: Callable[..., torch.Tensor] | None = None,
+        step_starts: torch.LongTensor | None = None,
         feature_grad_scale: float | None = None,
         return_lm_logits: bool | None = None,
         return_step_features: bool = False,
@@ -250,9 +245,11 @@ class SPRMForStepScoring(PreTrainedModel, GenerationMixin):
         backbone's causal LM (what `generate()` calls); `logits` and `cache` are returned. Other keyword
         arguments go to the backbone unchanged.
 
+        Losses are computed by the caller from `step_logits` and `step_mask` (see `modeling_sprm.training.losses`).
+
         Args:
-            outcome_labels (`[batch]`, floats in [0, 1]) / step_labels (`[batch, num_steps]`): passed with
-                `step_logits` and `step_mask` to `loss_fn`, which returns the loss (see `modeling_sprm.losses`).
+            step_starts (`[batch, num_steps]`, *optional*): the first token of each step (-1 for padding), as
+                `SPRMProcessor` pads it; the head reads one token per step and does not use it.
             feature_grad_scale (`float`, *optional*): scale the gradient flowing from the head into the backbone
                 (MetaStone-S1 uses 1e-4) without changing the forward value.
             return_lm_logits (`bool`, *optional*): also compute LM logits in scoring mode (for a joint LM loss).
@@ -310,12 +307,6 @@ class SPRMForStepScoring(PreTrainedModel, GenerationMixin):
         out.step_mask = step_mask
         if return_step_features:
             out.step_features = step_features
-        if outcome_labels is not None or step_labels is not None:
-            if loss_fn is None:
-                raise ValueError("labels were given without a loss_fn (see modeling_sprm.losses)")
-            out.loss = loss_fn(
-                step_logits=out.step_logits, step_mask=step_mask, outcome_labels=outcome_labels, step_labels=step_labels
-            )
         return out
 
     # -- construction, saving and loading -----------------------------------------------------------------------
@@ -438,25 +429,6 @@ class SPRMForStepScoring(PreTrainedModel, GenerationMixin):
         return model.eval()
 
 
-def pad_traces(traces: Sequence[EncodedTrace], pad_token_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad encoded traces into `input_ids`, `attention_mask` (`[batch, max_tokens]`) and `step_positions`
-    (`[batch, max_steps]`, -1 for padding and for steps cut off by truncation)."""
-    if not traces:
-        raise ValueError("no traces to pad")
-    max_tokens = max(len(t.input_ids) for t in traces)
-    max_steps = max(1, max(len(t.steps) for t in traces))
-    input_ids = torch.full((len(traces), max_tokens), int(pad_token_id), dtype=torch.long)
-    attention_mask = torch.zeros((len(traces), max_tokens), dtype=torch.long)
-    step_positions = torch.full((len(traces), max_steps), -1, dtype=torch.long)
-    for i, trace in enumerate(traces):
-        input_ids[i, : len(trace.input_ids)] = torch.tensor(trace.input_ids, dtype=torch.long)
-        attention_mask[i, : len(trace.input_ids)] = 1
-        for j, position in enumerate(trace.positions):
-            if position is not None:
-                step_positions[i, j] = position
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "step_positions": step_positions}
-
-
 def _copy_pipeline_code(save_directory: Path) -> None:
     """Put the pipeline's code, and the modules it imports (generation, answers, ...), next to the model's, for
     `pipeline(model=dir, trust_remote_code=True)`."""
@@ -468,4 +440,17 @@ def _copy_pipeline_code(save_directory: Path) -> None:
             shutil.copy(path, save_directory / Path(path).name)
 
 
-__all__ = ["SPRMForStepScoring", "SPRMHead", "SPRMOutput", "pad_traces"]
+def __getattr__(name: str):
+    if name == "pad_traces":  # moved to processing_sprm
+        warnings.warn(
+            "modeling_sprm.modeling_sprm.pad_traces moved to modeling_sprm.processing_sprm.pad_traces",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from .processing_sprm import pad_traces
+
+        return pad_traces
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["SPRMForStepScoring", "SPRMHead", "SPRMOutput"]

@@ -12,17 +12,19 @@ Inputs (one, or a list, or a dataset / generator streamed through the pipeline):
   ``max_new_tokens`` (512), ``generation_batch_size``, ``seed``, and ``answer_extractor`` ("auto", "gsm8k",
   "boxed" or a callable), ``progress_callback``. Step scores come from the features captured while sampling.
 
-Output per scored solution::
+Output per scored solution: an ``outputs.ScoredSolution`` (a dataclass that is also a dict)::
 
     {"steps": [{"text": str, "score": float | None, "part": "think" | "response"}],
      "score": float, "first_error_step": int | None, "truncated": bool, "no_steps": bool,
      "part_scores": {"think": float, "response": float}}   # only with score_span="both"
 
-``score`` is ``None`` for a step cut off by truncation (``truncated`` is then True); ``first_error_step`` is the
-index of the first step scoring below ``threshold`` (default ``config.threshold``). Batched with padding
-(``batch_size=``). Output of generate-and-score: the dict of ``generation.best_of_n`` (candidates in sampling
-order with their steps, scores and answers; ``best``, ``ranking``, ``majority_answer``, ``sprm_answer``,
-``weighted_answer``, ``num_without_answer``). Shipped as remote code next to the model.
+A step's ``score`` is ``None`` when truncation cut it off (``truncated`` is then True); ``first_error_step`` is the
+index of the first step scoring strictly below ``threshold`` (default ``config.threshold``). Per call,
+``score_span`` ("think", "response", "both") and ``max_length`` override how inputs are encoded, and
+``aggregation`` ("geometric_mean", "min", ...) how the solution score is made from the step scores. Batched with
+padding (``batch_size=``). Output of generate-and-score: ``generation.best_of_n``'s ``outputs.BestOfNResult``
+(candidates in sampling order with their steps, scores and answers; ``best``, ``ranking``, ``majority_answer``,
+``sprm_answer``, ``weighted_answer``, ``num_without_answer``). Shipped as remote code next to the model.
 """
 
 from __future__ import annotations
@@ -36,10 +38,11 @@ from torch.utils.data import DataLoader
 from transformers import Pipeline
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
-from .aggregation import aggregate
+from .aggregation import aggregate_scores
 from .generation import SamplingConfig, best_of_n
-from .modeling_sprm import pad_traces
-from .steps import EncodedTrace, StepRules, build_trace
+from .outputs import ScoredSolution, score_json  # noqa: F401  (score_json: re-exported, it was defined here)
+from .processing_sprm import SPRMProcessor
+from .steps import EncodedTrace
 
 INPUT_KEYS = ({"question", "solution"}, {"question", "steps"}, {"text"})
 SOLUTION_KEYS = ("solution", "steps", "solutions", "text")
@@ -59,53 +62,12 @@ SAMPLING_PARAMS = {  # pipeline argument -> SamplingConfig field
 }
 
 
-def trace_result(trace: EncodedTrace, step_scores: list[float], score: float, threshold: float, config: Any) -> dict:
-    """The output record of one scored trace (see the module docstring)."""
-    scored = iter(step_scores)
-    steps = []
-    for step, position in zip(trace.steps, trace.positions):
-        value = float(next(scored)) if position is not None else None
-        steps.append({"text": step.text.strip(), "score": value, "part": step.part})
-    first_error = next((i for i, s in enumerate(steps) if s["score"] is not None and s["score"] < threshold), None)
-    result = {
-        "steps": steps,
-        "score": float(score),
-        "first_error_step": first_error,
-        "truncated": trace.truncated,
-        "no_steps": not trace.steps,
-    }
-    if config.score_span == "both":
-        result["part_scores"] = {}
-        for part in ("think", "response"):
-            values = [s["score"] for s in steps if s["part"] == part and s["score"] is not None]
-            scores = torch.tensor([values or [0.0]])
-            mask = torch.tensor([[bool(values)] * max(1, len(values))])
-            result["part_scores"][part] = float(
-                aggregate(scores, mask, config.aggregation, config.empty_solution_score)[0]
-            )
-    return result
-
-
 def _approximate_length(inputs: Any) -> int:
     """Characters of an input's text fields: a cheap stand-in for its token count, to sort inputs by length."""
     if not isinstance(inputs, collections.abc.Mapping):
         return 0
     return sum(len(v) if isinstance(v, str) else sum(len(s) for s in v if isinstance(s, str))
                for v in inputs.values() if isinstance(v, (str, list, tuple)))
-
-
-def score_json(result: dict, model_name: str) -> dict:
-    """The public JSON object of one scored solution, as ``sprm score --json`` prints it and the demo's ``/score``
-    API returns it: ``{"steps": [{"text", "score"}], "score", "first_error_step", "model", "truncated",
-    "no_steps"}``. Built from a pipeline output (``trace_result``); the one place that defines it."""
-    return {
-        "steps": [{"text": s["text"], "score": s["score"]} for s in result["steps"]],
-        "score": result["score"],
-        "first_error_step": result["first_error_step"],
-        "model": model_name,
-        "truncated": result["truncated"],
-        "no_steps": result["no_steps"],
-    }
 
 
 def _collate(items: list[dict]) -> dict:
@@ -129,28 +91,35 @@ class StepScoringPipeline(Pipeline):
             return restored
         return super().__call__(inputs, *args, **kwargs)
 
-    def _sanitize_parameters(self, threshold: float | None = None, max_length: int | None = None, **kwargs):
+    def _sanitize_parameters(
+        self,
+        threshold: float | None = None,
+        max_length: int | None = None,
+        score_span: str | None = None,
+        aggregation: str | None = None,
+        **kwargs,
+    ):
         forward = {k: kwargs.pop(k) for k in GENERATION_PARAMS if k in kwargs}
         sampling = {SAMPLING_PARAMS[k]: kwargs.pop(k) for k in list(kwargs) if k in SAMPLING_PARAMS}
         if kwargs:
             raise TypeError(f"unexpected arguments for the step-scoring pipeline: {sorted(kwargs)}")
         if sampling:
             forward["sampling"] = SamplingConfig.from_kwargs(**sampling)
-        preprocess = {} if max_length is None else {"max_length": max_length}
-        postprocess = {} if threshold is None else {"threshold": threshold}
+        preprocess = {k: v for k, v in {"max_length": max_length, "score_span": score_span}.items() if v is not None}
+        postprocess = {"threshold": threshold, "aggregation": aggregation, "score_span": score_span}
+        postprocess = {k: v for k, v in postprocess.items() if v is not None}
         if threshold is not None:
             forward["threshold"] = threshold
         return preprocess, forward, postprocess
 
     @property
-    def rules(self) -> StepRules:
-        return StepRules.from_config(self.model.config)
+    def sprm_processor(self) -> SPRMProcessor:
+        """The encoding entry point of this model and tokenizer."""
+        if getattr(self, "_sprm_processor", None) is None or self._sprm_processor.tokenizer is not self.tokenizer:
+            self._sprm_processor = SPRMProcessor.from_model(self.model, self.tokenizer)
+        return self._sprm_processor
 
-    def default_max_length(self) -> int | None:
-        config = self.model.config
-        return config.max_length or getattr(config.text_config, "max_position_embeddings", None)
-
-    def preprocess(self, inputs: Any, max_length: int | None = None) -> dict:
+    def preprocess(self, inputs: Any, max_length: int | None = None, score_span: str | None = None) -> dict:
         if not isinstance(inputs, collections.abc.Mapping):
             raise TypeError(
                 f"step-scoring inputs are dicts with keys {{'question', 'solution'}}, {{'question', 'steps'}} or "
@@ -163,23 +132,17 @@ class StepScoringPipeline(Pipeline):
             solutions = inputs["solutions"]
             if isinstance(solutions, str) or not isinstance(solutions, collections.abc.Sequence) or not solutions:
                 raise ValueError("`solutions` must be a non-empty list of solution strings")
-            traces = [self._trace({"question": inputs["question"], "solution": s}, max_length) for s in solutions]
+            encode = self.sprm_processor.encode
+            traces = [
+                encode(question=inputs["question"], solution=s, max_length=max_length, score_span=score_span)
+                for s in solutions
+            ]
             return {"traces": traces, "multi": True}
         if not any(keys >= expected for expected in INPUT_KEYS):
             raise ValueError(f"step-scoring input has keys {sorted(keys)}; expected {INPUT_FORMS}")
-        return {"traces": [self._trace(inputs, max_length)], "multi": False}
-
-    def _trace(self, inputs: collections.abc.Mapping, max_length: int | None) -> EncodedTrace:
-        config = self.model.config
         fields = {k: inputs.get(k) for k in ("question", "solution", "steps", "text")}
-        return build_trace(
-            self.tokenizer,
-            self.rules,
-            **fields,
-            prompt_format=config.prompt_format,
-            plain_template=config.plain_prompt_template,
-            max_length=max_length or self.default_max_length(),
-        )
+        return {"traces": [self.sprm_processor.encode(**fields, max_length=max_length, score_span=score_span)],
+                "multi": False}
 
     def _forward(self, model_inputs: dict, **generation_params) -> dict:
         # A batch from get_iterator is {"items": [...]}; an unbatched call passes one preprocessed item.
@@ -197,8 +160,7 @@ class StepScoringPipeline(Pipeline):
         return {"items": outputs}
 
     def _score(self, traces: list[EncodedTrace]) -> tuple[list[list[float]], list[float]]:
-        pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        batch = {k: v.to(self.device) for k, v in pad_traces(traces, pad_id).items()}
+        batch = {k: v.to(self.device) for k, v in self.sprm_processor.pad(traces).items()}
         with torch.inference_mode():  # quantized backbones need it (bitsandbytes 4-bit after generate())
             out = self.model(**batch)
         step_scores = [out.step_scores[i][out.step_mask[i]].tolist() for i in range(len(traces))]
@@ -207,17 +169,34 @@ class StepScoringPipeline(Pipeline):
     def _generate(self, question: str, threshold: float | None = None, **params) -> dict:
         return best_of_n(self.model, self.tokenizer, question, threshold=threshold, **params)
 
-    def postprocess(self, model_outputs: dict, threshold: float | None = None) -> dict | list[dict]:
+    def postprocess(
+        self,
+        model_outputs: dict,
+        threshold: float | None = None,
+        aggregation: str | None = None,
+        score_span: str | None = None,
+    ) -> ScoredSolution | list[ScoredSolution]:
         item = model_outputs["items"]
         if isinstance(item, list):  # unbatched call: a list of one
             item = item[0]
         if "generated" in item:
             return item["generated"]
-        threshold = self.model.config.threshold if threshold is None else threshold
-        results = [
-            trace_result(trace, steps, score, threshold, self.model.config)
-            for trace, steps, score in zip(item["traces"], item["step_scores"], item["scores"])
-        ]
+        config = self.model.config
+        results = []
+        for trace, step_scores, score in zip(item["traces"], item["step_scores"], item["scores"]):
+            if aggregation is not None and aggregation != config.aggregation:
+                score = aggregate_scores(step_scores, aggregation, config.empty_solution_score)
+            results.append(
+                ScoredSolution.from_trace(
+                    trace,
+                    step_scores,
+                    score,
+                    threshold=config.threshold if threshold is None else threshold,
+                    aggregation=aggregation or config.aggregation,
+                    empty_score=config.empty_solution_score,
+                    score_span=score_span or config.score_span,
+                )
+            )
         return results if item["multi"] else results[0]
 
     def get_iterator(self, inputs, num_workers, batch_size, preprocess_params, forward_params, postprocess_params):

@@ -1,4 +1,4 @@
-"""The demo (modeling_sprm/demo.py, `sprm demo`): pure helpers, the scoring calls, the API through gradio_client
+"""The demo (modeling_sprm/apps/demo.py, `sprm demo`): pure helpers, the scoring calls, the API through gradio_client
 against the app served on 127.0.0.1, the `sprm demo` command, and the page in headless Chromium (Playwright)."""
 
 import contextlib
@@ -18,24 +18,22 @@ import pytest
 import torch
 from conftest import ROOT, make_tiny_backbone
 
-from modeling_sprm import cli
-from modeling_sprm.demo import (
+from modeling_sprm.apps import cli
+from modeling_sprm.aggregation import first_error_step
+from modeling_sprm.apps.demo import (
     DemoLimits,
     DemoScorer,
     build_demo,
     check_candidates,
     check_text,
-    first_below,
     gsm8k_solution,
     hub_model_url,
     launch,
     load_examples,
-    reaggregate,
     score_color,
     split_paragraphs,
     steps_html,
 )
-from modeling_sprm.pipeline_sprm import score_json
 
 QUESTION = "Tom has 3 boxes with 4 apples each. He eats 2 apples. How many apples are left?"
 SOLUTION = "Tom has 3 * 4 = 12 apples.\n\nHe eats 2, so 12 - 2 = 10 apples are left.\n\nThe answer is 10."
@@ -131,15 +129,6 @@ def test_split_paragraphs():
     assert split_paragraphs("one line\nsame step") == ["one line\nsame step"]
 
 
-def test_reaggregate_by_hand():
-    assert reaggregate([0.25, 1.0], "geometric_mean", 0.0) == pytest.approx(0.5)
-    assert reaggregate([0.25, None, 1.0], "min", 0.0) == pytest.approx(0.25)  # a cut step is skipped
-    assert reaggregate([0.2, 0.4], "mean", 0.0) == pytest.approx(0.3)
-    assert reaggregate([0.5, 0.5], "product", 0.0) == pytest.approx(0.25)
-    assert reaggregate([0.9, 0.1], "last", 0.0) == pytest.approx(0.1)
-    assert reaggregate([], "geometric_mean", 0.7) == pytest.approx(0.7)
-
-
 def test_score_color_scale():
     assert score_color(0.0) == "#d73027"
     assert score_color(0.5) == "#fee08b"
@@ -153,12 +142,11 @@ def test_score_color_scale():
 def test_steps_html_escapes_text_and_flags_the_first_error():
     steps = [{"text": "<script>alert(1)</script> 2 < 3.", "score": 0.9}, {"text": "x", "score": 0.2},
              {"text": "y", "score": None}]  # fmt: skip
-    page = steps_html(steps, first_below(steps, 0.5), 0.5)
+    page = steps_html(steps, first_error_step([s["score"] for s in steps], 0.5), 0.5)
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt; 2 &lt; 3." in page
     assert page.count("first predicted error") == 1
     assert 'sprm-first-error" data-index="1"' in page
     assert 'data-score="0.900000"' in page and "not scored" in page
-    assert first_below(steps, 0.1) is None
 
 
 def test_gsm8k_solution_format():

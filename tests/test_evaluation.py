@@ -87,6 +87,13 @@ def test_vectorised_predictions_equal_the_loop():
         assert _first_below(scores, thresholds).tolist() == expected
 
 
+def test_ties_with_the_threshold_are_not_errors_in_either_rule():
+    scores = [0.75, 0.5, 0.25]
+    thresholds = np.array([0.25, 0.5, 0.75])
+    assert [predict_first_error(scores, t) for t in thresholds] == [-1, 2, 1]
+    assert _first_below(scores, thresholds).tolist() == [-1, 2, 1]
+
+
 # -- AUROC --------------------------------------------------------------------------------------------------------
 
 
@@ -261,7 +268,7 @@ def test_score_records_batched_equals_one_by_one(tiny_sprm):
 
 
 def run_cli(capsys, *args):
-    from modeling_sprm.cli import main
+    from modeling_sprm.apps.cli import main
 
     main(list(args))
     return capsys.readouterr()

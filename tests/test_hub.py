@@ -15,8 +15,8 @@ from conftest import FIXTURES, ROOT, make_tiny_backbone
 from hub_server import HubServer
 from huggingface_hub import EvalResult, ModelCard, SpaceCard
 
-from modeling_sprm import hub
-from modeling_sprm.hub import HubError
+from modeling_sprm.apps import hub
+from modeling_sprm.apps.hub import HubError
 
 TOKEN, USER = "hf_test_alice", "alice"
 EVAL_FIXTURE = FIXTURES / "hub" / "eval_results.json"
@@ -189,7 +189,7 @@ def test_the_real_demo_folder_builds_a_space(tmp_path):
 
 
 def test_dry_run_writes_the_exact_repo_folders(tmp_path, trained_model, demo_dir, capsys):
-    from modeling_sprm.cli import main
+    from modeling_sprm.apps.cli import main
 
     out = tmp_path / "dry"
     main(["push", "--repo-id", "alice/sprm", "--space-id", "alice/sprm-demo", "--model", str(trained_model),
@@ -245,7 +245,7 @@ def test_cli_push_reports_a_taken_repo(trained_model, hub_server, online, monkey
     """`sprm push` as a user runs it: token and endpoint from the environment, a clear error, exit status 2."""
     from huggingface_hub import HfApi, constants
 
-    from modeling_sprm.cli import main
+    from modeling_sprm.apps.cli import main
 
     HfApi(endpoint=hub_server.url, token=TOKEN).create_repo("alice/cli-taken")
     monkeypatch.setattr(constants, "ENDPOINT", hub_server.url)  # what HF_ENDPOINT sets when huggingface_hub loads

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import FIXTURES, ROOT, make_tiny_backbone
-from modeling_sprm.cli import main
+from modeling_sprm.apps.cli import main
 
 QUESTION = "Tom has 3 apples and buys 4 more. How many apples does he have?"
 SOLUTION = "Tom starts with 3 apples.\n\nHe buys 4 more, so 3 + 4 = 7.\n\nThe answer is 7."

@@ -10,8 +10,8 @@ from transformers import logging as hf_logging
 
 from conftest import make_tiny_backbone
 from modeling_sprm import SPRMForStepScoring
-from modeling_sprm.losses import get_loss, outcome_bce, spr_loss
-from modeling_sprm.trainer import (
+from modeling_sprm.training.losses import get_loss, outcome_bce, spr_loss
+from modeling_sprm.training import (
     SPRMDataCollator,
     SPRMTrainer,
     SPRMTrainingArguments,

@@ -2,8 +2,8 @@
 files only (so the numbers in the README cannot drift from them): the policy search
 (selfgen_policy_search.json) and, once it exists, the loop itself (selfgen_loop.json).
 
-    python benchmarks/selfgen/report.py            # print the markdown
-    python benchmarks/selfgen/report.py --write    # also replace the README's generated block and write
+    python -m benchmarks.selfgen.report            # print the markdown
+    python -m benchmarks.selfgen.report --write    # also replace the README's generated block and write
                                                    # benchmarks/results/selfgen_loop.png
 """
 
@@ -12,11 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import replace_readme_block  # noqa: E402
+from benchmarks._common import replace_readme_block
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 START, END = "<!-- selfgen:start -->", "<!-- selfgen:end -->"

@@ -6,14 +6,14 @@
     metric = evaluate.load(METRIC_PATH)
     metric.compute(predictions=[[0.9, 0.2, 0.8], [0.7, 0.9]], references=[1, -1], threshold=0.5)
 
-The computation lives in ``modeling_sprm.evaluation`` (one implementation, tested there).
+The computation lives in ``modeling_sprm.evaluation.metrics`` (one implementation, tested there).
 """
 
 import datasets
 import evaluate
 
 from modeling_sprm.data import labels_from_first_error
-from modeling_sprm.evaluation import predict_first_error, processbench_f1, step_auroc
+from modeling_sprm.evaluation.metrics import predict_first_error, processbench_f1, step_auroc
 
 _DESCRIPTION = """
 ProcessBench (Zheng et al., 2024, arXiv 2412.06559) for step scorers such as process reward models. A solution's

@@ -1,5 +1,5 @@
-"""Evaluating step scorers: the metrics as small pure functions (numpy), and ``evaluate_model``, which scores a data
-set of records (``modeling_sprm.data``) with an SPRM and reports them per group (split or task).
+"""The metrics of step scorers, as small pure functions (numpy). ``modeling_sprm.evaluation.report`` scores data sets
+with a model and reports these metrics per group.
 
 * **ProcessBench F1** (``processbench_f1``): the predicted first error of a solution is the first step scoring
   below a threshold (``predict_first_error``); ``error_acc`` is the share of erroneous solutions whose first error
@@ -11,20 +11,21 @@ set of records (``modeling_sprm.data``) with an SPRM and reports them per group 
   (``majority_vote_accuracy``), **calibration** (``expected_calibration_error``).
 
 The same ProcessBench metric is an ``evaluate`` module: ``evaluate.load(modeling_sprm.evaluation.METRIC_PATH)``.
+Training monitors (``modeling_sprm.training.monitoring``) use the same ``auroc``.
 """
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from .answers import normalize_number
+from ..aggregation import first_error_step
+from ..answers import answer_key
 
-METRIC_PATH = str(Path(__file__).parent / "metrics" / "sprm_processbench")
+METRIC_PATH = str(Path(__file__).parent / "sprm_processbench")
 DEFAULT_THRESHOLDS = tuple(round(0.01 * i, 2) for i in range(1, 100))  # 0.01, 0.02, ..., 0.99
 
 
@@ -32,12 +33,11 @@ DEFAULT_THRESHOLDS = tuple(round(0.01 * i, 2) for i in range(1, 100))  # 0.01, 0
 
 
 def predict_first_error(step_scores: Sequence[float | None], threshold: float) -> int:
-    """Index of the first step scoring below ``threshold``, -1 if none does. Steps without a score (``None``: cut
-    off by truncation) are skipped, so an error after the cut goes unseen."""
-    for i, score in enumerate(step_scores):
-        if score is not None and score < threshold:
-            return i
-    return -1
+    """Index of the first step scoring strictly below ``threshold`` (`aggregation.first_error_step`), -1 if none
+    does. Steps without a score (``None``: cut off by truncation) are skipped, so an error after the cut goes
+    unseen."""
+    first = first_error_step(step_scores, threshold)
+    return -1 if first is None else first
 
 
 def _harmonic_mean(a: float | None, b: float | None) -> float | None:
@@ -74,7 +74,8 @@ def processbench_f1(predictions: Sequence[int], labels: Sequence[int]) -> dict:
 
 def _first_below(step_scores: Sequence[float | None], thresholds: np.ndarray) -> np.ndarray:
     """``predict_first_error`` for many thresholds at once: the running minimum of the scores does not increase,
-    so the first step below ``t`` is found by binary search on it."""
+    so the first step below ``t`` is found by binary search on it (``side="right"`` keeps a score equal to ``t``
+    from counting: strictly below, as ``predict_first_error``)."""
     values = np.array([np.inf if s is None else s for s in step_scores], dtype=float)
     if values.size == 0:
         return np.full(thresholds.shape, -1)
@@ -201,10 +202,6 @@ def best_of_n_accuracy(
     return float(np.mean(per_question))
 
 
-def _answer_key(answer: str) -> str:
-    return normalize_number(answer) or " ".join(answer.split())
-
-
 def majority_vote_accuracy(
     answers: Sequence[Sequence[str | None]],
     correct: Sequence[Sequence[float]],
@@ -231,7 +228,7 @@ def majority_vote_accuracy(
             first_sample: dict[str, int] = {}
             for i in group:
                 if a[i] is not None:
-                    key = _answer_key(a[i])
+                    key = answer_key(a[i])
                     votes[key] += w[i]
                     first_sample.setdefault(key, i)
             if not votes:
@@ -260,130 +257,3 @@ def expected_calibration_error(probs: Sequence[float], labels: Sequence[float], 
         inside = bins == b
         ece += inside.mean() * abs(labels[inside].mean() - probs[inside].mean())
     return float(ece)
-
-
-# -- Scoring data sets with a model -------------------------------------------------------------------------------
-
-
-def sample_per_group(records: Sequence[dict], limit: int, seed: int = 0) -> list[dict]:
-    """At most ``limit`` records of each group, drawn at random (``seed``), in their original order. (The
-    benchmark files are often sorted by label, so the first rows would not be a fair sample.)"""
-    rng = random.Random(seed)
-    by_group: dict[str, list[int]] = {}
-    for i, record in enumerate(records):
-        by_group.setdefault(record["group"], []).append(i)
-    chosen = sorted(i for indices in by_group.values() for i in rng.sample(indices, min(limit, len(indices))))
-    return [records[i] for i in chosen]
-
-
-def score_records(
-    model, tokenizer, records: Sequence[dict], batch_size: int = 8, max_length: int | None = None, desc: str = "Scoring"
-) -> list[dict]:
-    """Score every record with the step-scoring pipeline (batched, similar lengths together, with a progress bar).
-
-    Returns, per record in input order, ``{"step_scores": [float | None, ...], "score": float, "truncated": bool}``
-    with one step score per given step (None where truncation cut the step off).
-    """
-    from tqdm.auto import tqdm
-    from transformers import pipeline
-
-    def length(record: dict) -> int:
-        return len(record["question"]) + sum(map(len, record["steps"] or [record["solution"]]))
-
-    order = sorted(range(len(records)), key=lambda i: length(records[i]))
-    inputs = (
-        {"question": records[i]["question"], "steps": records[i]["steps"], "solution": records[i]["solution"]}
-        for i in order
-    )
-    scorer = pipeline("step-scoring", model=model, tokenizer=tokenizer)
-    kwargs = {} if max_length is None else {"max_length": max_length}
-    results: list[dict | None] = [None] * len(records)
-    outputs = scorer(inputs, batch_size=batch_size, **kwargs)
-    for i, out in zip(order, tqdm(outputs, total=len(records), desc=desc)):
-        record = records[i]
-        if record["steps"] is not None and len(out["steps"]) != len(record["steps"]):
-            raise ValueError(
-                f"record {record['id']!r}: the model found {len(out['steps'])} steps in {len(record['steps'])} given "
-                "steps (its think-span rules may drop some); labels cannot be aligned"
-            )
-        results[i] = {
-            "step_scores": [s["score"] for s in out["steps"]],
-            "score": out["score"],
-            "truncated": out["truncated"],
-        }
-    return results
-
-
-def _mean_defined(values: Sequence[float | None]) -> float | None:
-    defined = [v for v in values if v is not None]
-    return float(np.mean(defined)) if defined else None
-
-
-def group_metrics(records: Sequence[dict], scored: Sequence[dict], threshold: float) -> dict:
-    """ProcessBench F1, step AUROC and outcome AUROC of one group of scored records. Records with an unknown first
-    error do not count in the F1 (``n_unlabelled``)."""
-    known = [i for i, r in enumerate(records) if r["first_error"] is not None]
-    predictions = [predict_first_error(scored[i]["step_scores"], threshold) for i in known]
-    metrics = processbench_f1(predictions, [records[i]["first_error"] for i in known])
-    metrics.update(
-        step_auroc=step_auroc([s["step_scores"] for s in scored], [r["step_labels"] for r in records]),
-        outcome_auroc=outcome_auroc([s["score"] for s in scored], [r["outcome_label"] for r in records]),
-        n=len(records),
-        n_unlabelled=len(records) - len(known),
-        truncated=sum(s["truncated"] for s in scored),
-    )
-    return metrics
-
-
-def evaluation_report(records: Sequence[dict], scored: Sequence[dict], threshold: float) -> dict:
-    """Metrics per group (``per_group``) and their unweighted mean over groups at the top level, each mean over the
-    groups where the metric is defined (ProcessBench's reported F1 is this mean over its four splits); ``n`` and
-    ``truncated`` are totals.
-
-    ``{"f1", "error_acc", "correct_acc", "step_auroc", "outcome_auroc", "threshold", "n", "truncated",
-    "per_group": {group: {... the same per group, plus "n_error", "n_correct", "n_unlabelled"}}}``
-    """
-    if len(records) != len(scored):
-        raise ValueError(f"{len(scored)} scored results for {len(records)} records")
-    groups = list(dict.fromkeys(r["group"] for r in records))
-    per_group = {}
-    for group in groups:
-        idx = [i for i, r in enumerate(records) if r["group"] == group]
-        per_group[group] = group_metrics([records[i] for i in idx], [scored[i] for i in idx], threshold)
-    report: dict[str, Any] = {
-        key: _mean_defined([m[key] for m in per_group.values()])
-        for key in ("f1", "error_acc", "correct_acc", "step_auroc", "outcome_auroc")
-    }
-    report.update(
-        threshold=threshold,
-        n=len(records),
-        truncated=sum(m["truncated"] for m in per_group.values()),
-        per_group=per_group,
-    )
-    return report
-
-
-def evaluate_model(
-    model,
-    tokenizer,
-    records: Sequence[dict],
-    threshold: float | None = None,
-    batch_size: int = 8,
-    max_length: int | None = None,
-) -> dict:
-    """Score ``records`` with ``model`` and return ``evaluation_report`` (threshold default:
-    ``model.config.threshold``)."""
-    threshold = model.config.threshold if threshold is None else threshold
-    scored = score_records(model, tokenizer, records, batch_size=batch_size, max_length=max_length)
-    return evaluation_report(records, scored, threshold)
-
-
-def choose_threshold_for_model(
-    model, tokenizer, records: Sequence[dict], batch_size: int = 8, max_length: int | None = None
-) -> float:
-    """Score ``records`` (training data, not the test set) and return the F1-maximising threshold on them, the F1
-    averaged over their groups."""
-    scored = score_records(model, tokenizer, records, batch_size, max_length, desc="Scoring threshold data")
-    return choose_threshold(
-        [s["step_scores"] for s in scored], [r["first_error"] for r in records], groups=[r["group"] for r in records]
-    )

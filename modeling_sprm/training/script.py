@@ -1,0 +1,170 @@
+"""``sprm train``: data in, head-only checkpoint out (TRL style: the script is separate from the trainers). Its
+arguments are `TrainScriptArguments` (the data), `ModelArguments` (the model) and `SPRMTrainingArguments`."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from transformers import AutoTokenizer, PretrainedConfig
+from transformers.trainer_utils import IntervalStrategy, get_last_checkpoint
+
+from ..arguments import ModelArguments
+from ..backbones import EMBEDDED_BACKBONE_ID, resolve_backbone
+from ..data import LOADERS, load_records
+from ..loading import load_tokenizer, torch_dtype
+from ..modeling_sprm import SPRMForStepScoring
+from .arguments import LABEL_KINDS, SPRMTrainingArguments
+from .trainer import SCORE_PLOT_NAME, TRAINERS, TRAINING_LOG_NAME, SPRMTrainer
+
+
+def load_for_training(
+    model_name_or_path: str | None = None, dtype: str | torch.dtype | None = None
+) -> tuple[SPRMForStepScoring, Any]:
+    """``(model, tokenizer)`` to train: an SPRM checkpoint (training continues from its head), or a causal LM (a
+    fresh head is attached); None = the embedded SmolLM2-135M-Instruct backbone. The Trainer places the model."""
+    reference = model_name_or_path or EMBEDDED_BACKBONE_ID
+    location = resolve_backbone(reference)
+    config, _ = PretrainedConfig.get_config_dict(str(location))
+    kwargs = {} if dtype is None else {"dtype": torch_dtype(dtype)}
+    if config.get("model_type") == "sprm":
+        model = SPRMForStepScoring.from_pretrained(location, **kwargs)
+        return model, load_tokenizer(model, str(location))
+    model = SPRMForStepScoring.from_backbone(reference, **kwargs)
+    return model, AutoTokenizer.from_pretrained(location)
+
+
+def split_records(records: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """A seeded random ``(train, held_out)`` split with ``round(fraction * n)`` held-out records (at least 1)."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"the held-out fraction must be in (0, 1), got {fraction}")
+    order = list(range(len(records)))
+    random.Random(seed).shuffle(order)
+    n_out = max(1, round(fraction * len(records)))
+    if n_out >= len(records):
+        raise ValueError(f"cannot hold out {n_out} of {len(records)} records")
+    held = set(order[:n_out])
+    return [r for i, r in enumerate(records) if i not in held], [r for i, r in enumerate(records) if i in held]
+
+
+def train_head(
+    args: SPRMTrainingArguments,
+    data: str,
+    format: str,
+    labels: str = "outcome",
+    model_name_or_path: str | None = None,
+    dtype: str | None = None,
+    eval_data: str | None = None,
+    eval_fraction: float = 0.0,
+    limit: int | None = None,
+    resume_from_checkpoint: str | bool | None = None,
+    log: Callable[[str], None] = print,
+) -> SPRMTrainer:
+    """Load ``data`` (`data.load_records(data, format)`), train with the trainer for ``labels`` ("outcome" or
+    "step"), and save a head-only checkpoint with its training log and score plot in ``args.output_dir``."""
+    if args.process_index != 0:  # under torchrun / accelerate launch, one process speaks
+
+        def log(message: str) -> None:
+            pass
+
+    if labels not in TRAINERS:
+        raise ValueError(f"labels must be one of {LABEL_KINDS}, got {labels!r}")
+    records = load_records(data, format)[:limit]
+    log(f"Loaded {len(records)} records from {data} ({format}).")
+    eval_records = None
+    if eval_data is not None:
+        eval_records = load_records(eval_data, format)[:limit]
+        log(f"Loaded {len(eval_records)} evaluation records from {eval_data}.")
+    elif eval_fraction:
+        records, eval_records = split_records(records, eval_fraction, args.seed)
+        log(f"Held out {len(eval_records)} of the records for evaluation (seed {args.seed}).")
+    model, tokenizer = load_for_training(model_name_or_path, dtype)
+    name = model.config.backbone_name_or_path
+    where = "a frozen" if not args.unfreeze_backbone else "a trained"
+    log(f"Training the SPRM head on {where} {name} backbone with the {args.loss or TRAINERS[labels].default_loss!r} "
+        f"loss ({labels} labels).")
+    trainer = TRAINERS[labels](
+        model,
+        args,
+        train_dataset=records,
+        eval_dataset=eval_records,
+        processing_class=tokenizer,
+        data_description={"path": str(data), "format": format, "records": len(records), "limit": limit},
+    )
+    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    if eval_records is not None:
+        metrics = trainer.evaluate()
+        shown = {k: round(v, 4) for k, v in metrics.items() if any(w in k for w in ("score", "auroc", "accuracy", "loss"))}
+        log(f"Held-out metrics: {shown}")
+    trainer.save_model(args.output_dir)
+    kind = "full (backbone trained)" if args.unfreeze_backbone else "head-only"
+    log(f"Saved the {kind} SPRM checkpoint, {TRAINING_LOG_NAME} and {SCORE_PLOT_NAME} to {args.output_dir}")
+    log(f"Score with it: sprm score --model {args.output_dir} --question ... --solution ...")
+    return trainer
+
+
+@dataclass
+class TrainScriptArguments:
+    """What ``sprm train`` trains on (the model is `ModelArguments`, the training `SPRMTrainingArguments`)."""
+
+    data: str = field(metadata={"help": "The training data: a file, folder or Hub id (see --format)."})
+    format: str = field(metadata={"help": "The data format (modeling_sprm.data).", "choices": sorted(LOADERS)})
+    labels: str = field(
+        default="outcome",
+        metadata={
+            "help": "Learn from outcome labels (SPRMTrainer) or step labels (StepSupervisedTrainer).",
+            "choices": LABEL_KINDS,
+        },
+    )
+    eval_data: str | None = field(
+        default=None, metadata={"help": "Held-out data in the same format, for the score curves and metrics."}
+    )
+    eval_fraction: float = field(
+        default=0.0, metadata={"help": "Without --eval-data, hold out this fraction of --data (seeded by --seed)."}
+    )
+    limit: int | None = field(default=None, metadata={"help": "Use only the first N records (quick runs)."})
+    resume: str | None = field(
+        default=None,
+        metadata={
+            "help": "Resume from a Trainer checkpoint folder (or, without a value, the last one in --output).",
+            "nargs": "?",
+            "const": "last",
+            "metavar": "CHECKPOINT",
+        },
+    )
+
+
+def main(script_args: TrainScriptArguments, model_args: ModelArguments, training_args: SPRMTrainingArguments):
+    """``sprm train``: `train_head` with the parsed arguments (held-out data turns on evaluation every epoch)."""
+    for name in ("quantization", "device", "device_map"):
+        if getattr(model_args, name) is not None:
+            raise ValueError(f"--{name} is not used by sprm train (the Trainer places the model: see --use_cpu)")
+    if not training_args.output_dir:
+        raise ValueError("--output (the checkpoint folder) is required")
+    held_out = script_args.eval_data is not None or script_args.eval_fraction > 0
+    if held_out and training_args.eval_strategy == IntervalStrategy.NO:  # score curves after every epoch
+        training_args = dataclasses.replace(training_args, eval_strategy=IntervalStrategy.EPOCH)
+    resume = script_args.resume
+    if resume == "last":
+        resume = get_last_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None
+        if resume is None:
+            raise ValueError(f"--resume: no checkpoint-* folder in {training_args.output_dir}")
+    return train_head(
+        training_args,
+        data=script_args.data,
+        format=script_args.format,
+        labels=script_args.labels,
+        model_name_or_path=model_args.model,
+        dtype=model_args.dtype,
+        eval_data=script_args.eval_data,
+        eval_fraction=script_args.eval_fraction,
+        limit=script_args.limit,
+        resume_from_checkpoint=resume,
+    )
+
+
+__all__ = ["TrainScriptArguments", "load_for_training", "main", "split_records", "train_head"]
