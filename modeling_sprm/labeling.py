@@ -46,6 +46,7 @@ import torch
 
 from .answers import answers_match, extract_answer
 from .generation import SamplingConfig, copy_rollout, eos_token_ids, generate_rollouts, prompt_rollout
+from .processing_sprm import SPRMProcessor
 from .steps import Step, StepRules, segment
 
 Grader = Callable[[str, str], bool]  # (solution text, reference answer) -> right?
@@ -231,7 +232,8 @@ def monte_carlo_labels(
     sampling = sampling or SamplingConfig()
     if sampling.seed is not None:
         torch.manual_seed(sampling.seed)
-    rules = StepRules.from_config(model.config)
+    processor = SPRMProcessor.from_model(model, tokenizer)
+    tokenizer, rules = processor.tokenizer, processor.rules
     given = [p for p in problems if p.get("solutions") is not None]
     if given and len(given) != len(problems):
         raise ValueError("either every problem has 'solutions' or none has (then solutions are sampled)")

@@ -45,7 +45,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from .aggregation import aggregate
+from .aggregation import aggregate_scores
 from .answers import get_extractor
 from .generation import (
     MAX_NUM_CANDIDATES,
@@ -59,7 +59,9 @@ from .generation import (
     score_rollouts,
     summarize,
 )
-from .steps import EncodedTrace, StepRules
+from .outputs import StepSearchResult
+from .processing_sprm import SPRMProcessor
+from .steps import EncodedTrace
 
 
 @dataclass
@@ -94,10 +96,10 @@ def tree_search(
     return_tree: bool = False,
     progress: bool = False,
     **sampling_overrides,
-) -> list[dict]:
-    """Search every question of ``questions`` (rules in the module docstring). Returns, per question, the
-    `generation.best_of_n` dict over its finished candidates (all subtrees; each candidate also has ``subtree``)
-    plus ``generated_tokens`` (every token sampled for the question) and ``rounds``; with ``return_tree``, also
+) -> list[StepSearchResult]:
+    """Search every question of ``questions`` (rules in the module docstring). Returns, per question, an
+    `outputs.StepSearchResult` over its finished candidates (all subtrees; each candidate also has ``subtree``):
+    ``generated_tokens`` counts every token sampled for the question; with ``return_tree``, it also has
     ``tree``: one node per scored continuation, ``{"round", "subtree", "parent" (node id or None for the question),
     "new_tokens", "score" (partial score if open, full if finished), "finished", "kept"}``, node id = list index.
 
@@ -126,14 +128,13 @@ def tree_search(
     extractor = get_extractor(answer_extractor)
     config = model.config
     threshold = config.threshold if threshold is None else threshold
-    rules = StepRules.from_config(config)
+    processor = SPRMProcessor.from_model(model, tokenizer)
+    rules = processor.rules
 
     def aggregate_fn(values: list[float]) -> float:
-        tensor = torch.tensor([values or [0.0]])
-        mask = torch.tensor([[bool(values)] * max(1, len(values))])
-        return float(aggregate(tensor, mask, config.aggregation, config.empty_solution_score)[0])
+        return aggregate_scores(values, config.aggregation, config.empty_solution_score)
 
-    starts = [prompt_rollout(model, tokenizer, q) for q in questions]
+    starts = [prompt_rollout(model, processor, q) for q in questions]
     trees = [
         _Subtree(q, s, [copy_rollout(start) for _ in range(beam_width)], [None] * beam_width)
         for q, start in enumerate(starts)
@@ -163,7 +164,7 @@ def tree_search(
             step = batch_size or len(members)
             for first in range(0, len(members), step):
                 part = [pairs[i][3] for i in members[first : first + step]]
-                generate_rollouts(model, tokenizer, part, sampling, max_new_tokens=room, stop_at_step=True)
+                generate_rollouts(model, processor, part, sampling, max_new_tokens=room, stop_at_step=True)
         children = [(t, node, _join(parent, c), len(parent.token_ids)) for t, node, parent, c in pairs]
         for t, _, child, before in children:
             generated[t.question] += len(child.token_ids) - before
@@ -224,9 +225,8 @@ def tree_search(
                 record = candidate_record(rollout, trace, steps, score, threshold, config, extractor)
                 record["subtree"] = t.index
                 candidates.append(record)
-        result = summarize(question, candidates)
-        result["generated_tokens"] = generated[q]
-        result["rounds"] = max(t.rounds for t in trees if t.question == q)
+        rounds = max(t.rounds for t in trees if t.question == q)
+        result = summarize(question, candidates, StepSearchResult, generated_tokens=generated[q], rounds=rounds)
         if return_tree:
             result["tree"] = logs[q]
         results.append(result)
@@ -272,7 +272,7 @@ def _score(model: Any, rollouts: list[Rollout], traces: list[EncodedTrace], batc
 
 def beam_search(
     model: Any, tokenizer: Any, questions: Sequence[str], num_sequences: int, num_continuations: int = 4, **kwargs
-) -> list[dict]:
+) -> list[StepSearchResult]:
     """Step-level beam search with a budget of ``num_sequences`` (N) per round: N / M kept beams, M =
     ``num_continuations`` continuations each (N < M: one beam with N continuations). ``kwargs``: `tree_search`."""
     width, continuations = _split_budget(num_sequences, num_continuations)
@@ -283,7 +283,7 @@ def beam_search(
 
 def dvts(
     model: Any, tokenizer: Any, questions: Sequence[str], num_sequences: int, num_continuations: int = 4, **kwargs
-) -> list[dict]:
+) -> list[StepSearchResult]:
     """Diverse verifier tree search with a budget of ``num_sequences`` (N) per round: N / M independent subtrees of
     one beam, M = ``num_continuations`` continuations each (N < M: one subtree with N continuations).
     ``kwargs``: `tree_search`."""

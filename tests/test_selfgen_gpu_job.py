@@ -9,7 +9,7 @@ import torch
 
 from benchmarks.selfgen import gpu_job, power, power_report
 from benchmarks.selfgen.power import load_job
-from tests.conftest import make_tiny_backbone
+from conftest import make_tiny_backbone
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -51,7 +51,7 @@ stage2)
     budget=${BUDGET:-330}
     set -o pipefail
     PYTHONPATH=".site:$PWD" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 USE_HUB_KERNELS=0 TOKENIZERS_PARALLELISM=false \
-        timeout -s TERM -k 20 $((budget + 120)) "$python3" benchmarks/selfgen/gpu_job.py --out "$OUT" \
+        timeout -s TERM -k 20 $((budget + 120)) "$python3" -m benchmarks.selfgen.gpu_job --out "$OUT" \
         --backbone .bbcache --work-dir .gpu-work --device "${DEVICE:-cuda}" --scale "${SCALE:-full}" --time-budget-s "$budget" \
         2>&1 | tee "$OUT/log.txt"
     ;;

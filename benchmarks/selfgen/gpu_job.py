@@ -1,7 +1,7 @@
 """The self-generated loop at power, as one GPU job: all the sampling the issue needs, in one prepared run.
 
-    python benchmarks/selfgen/gpu_job.py --out OUT --backbone PATH [--device cuda] [--scale tiny|full]
-                                        [--time-budget-s 330] [--work-dir DIR] [--stages ...]
+    python -m benchmarks.selfgen.gpu_job --out OUT --backbone PATH [--device cuda] [--scale tiny|full]
+                                         [--time-budget-s 330] [--work-dir DIR] [--stages ...]
 
 On the device machine (no network, transformers 5.17, a 64 MiB limit per call) it runs in two warm calls prepared
 by ``benchmarks/selfgen/gpu_carry.sh`` (its comments give the calls). ``--backbone``: the converted
@@ -69,14 +69,14 @@ from argparse import Namespace
 from datetime import datetime, timezone
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "benchmarks" / "selfgen")]
-# No network here: no Hub lookups, and no Hub kernels (transformers 5.25 asks for the `kernels` package by default)
+# No network here: no Hub lookups, and no Hub kernels (transformers 5.25 asks for the `kernels` package by default);
+# set before transformers is imported (in the functions below)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("USE_HUB_KERNELS", "0")
-
-import torch  # noqa: E402
-
+# fmt: off
 SCALES = {
     "full": dict(train_problems=192, train_samples=8, test_problems=100, test_samples=32, max_new_tokens=96,
                  sft_problems=2000, sft_steps=80, sft_batch=8, mc_rollouts=8, mc_chunk=16,
@@ -92,6 +92,7 @@ SCALES = {
                  sft_problems=16, sft_steps=2, sft_batch=2, mc_rollouts=2, mc_chunk=2, mc_batch=16,
                  search_problems=2, search_ns=[4, 8], joint_epochs=1, joint_batch=4, sample_batch=8),
 }
+# fmt: on
 DEADLINES = {"sample_train": 0.28, "sample_test": 0.42, "mc": 0.58, "search": 0.86, "joint": 0.97}
 POLICY_TAG = "ops2-4_max30_s80"  # the SFT recipe and problem settings (selfgen_policy_search.json)
 SEARCH_HEADS = ["mil_product", "mc_soft", "step_supervised"]
@@ -179,10 +180,10 @@ def load_policy(backbone: Path, work: Path, device: torch.device, scale: dict, r
     run left in the work dir), merged. ``record["adapter"]``: the adapter's weights."""
     from peft import LoraConfig, get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
     from safetensors.torch import load_file, save_file
-    from sft_policy import train_lora
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from modeling_sprm.selfgen import split_problems
+    from benchmarks.selfgen.common import split_problems
+    from benchmarks.selfgen.sft_policy import train_lora
     from modeling_sprm.steps import StepRules
 
     tokenizer = AutoTokenizer.from_pretrained(backbone)
@@ -227,8 +228,8 @@ def load_policy(backbone: Path, work: Path, device: torch.device, scale: dict, r
 def sample_chunk(model, tokenizer, problems: list, first: int, num_samples: int, max_new_tokens: int, split: str):
     """``num_samples`` graded solutions per problem (problem indices from ``first``) with their step features
     (float16, captured while sampling): ``(rows, features)``."""
+    from benchmarks.selfgen.common import grade_solution, rollout_step_features
     from modeling_sprm.generation import SamplingConfig, copy_rollout, generate_rollouts, prompt_rollout
-    from modeling_sprm.selfgen import grade_solution, rollout_step_features
     from modeling_sprm.steps import StepRules
 
     rules = StepRules.from_config(model.config)
@@ -424,8 +425,7 @@ def search_stage(
 ) -> dict:
     """Train the search heads (if not in ``heads`` yet) and run beam search and DVTS at every N, appending one row
     per (head, method, N, problem) to ``results``; returns the stage record."""
-    import heads as heads_lib
-
+    from benchmarks.selfgen import heads as heads_lib
     from modeling_sprm import SPRMForStepScoring
     from modeling_sprm.answers import answers_match
     from modeling_sprm.search import beam_search, dvts
@@ -541,11 +541,9 @@ def joint_stage(policy, tokenizer, train_rows, test_rows, scale, clock: Clock, r
     (saved to ``work/joint.jsonl``). Returns the stage record."""
     from peft import LoraConfig, inject_adapter_in_model
 
-    from modeling_sprm import SPRMForStepScoring
-    from modeling_sprm.features import encode_record
-    from modeling_sprm.losses import get_loss
-    from modeling_sprm.modeling_sprm import pad_traces
-    from modeling_sprm.trainer import SPRMDataCollator, lm_loss
+    from modeling_sprm import SPRMForStepScoring, SPRMProcessor
+    from modeling_sprm.training.losses import get_loss
+    from modeling_sprm.training.trainer import SPRMDataCollator, lm_loss
 
     device = policy.device
     records = [
@@ -636,14 +634,12 @@ def joint_stage(policy, tokenizer, train_rows, test_rows, scale, clock: Clock, r
     scores = []
     for arm, state in arms.items():
         model = state["model"].eval()
+        processor = SPRMProcessor.from_model(model, tokenizer)
         with torch.inference_mode():
             for first in range(0, len(test_rows), 256):
                 part = test_rows[first : first + 256]
-                traces = [
-                    encode_record({"question": r["question"], "solution": r["solution"]}, tokenizer, model)
-                    for r in part
-                ]
-                out = model(**{k: v.to(device) for k, v in pad_traces(traces, tokenizer.pad_token_id).items()})
+                encoded = processor([{"question": r["question"], "solution": r["solution"]} for r in part])
+                out = model(**{k: v.to(device) for k, v in encoded.items()})
                 for r, values, mask in zip(part, out.step_scores, out.step_mask):
                     scores.append(
                         {
@@ -775,8 +771,8 @@ def main(argv=None) -> None:
             "install the wheels of benchmarks/selfgen/gpu_carry.sh (stage1) and put .site on PYTHONPATH"
         ) from None
 
+    from benchmarks.selfgen.common import loop_problems
     from modeling_sprm import SPRMForStepScoring
-    from modeling_sprm.selfgen import loop_problems
 
     if args.device == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -808,7 +804,7 @@ def main(argv=None) -> None:
     )["config"]
     manifest.update(
         {
-            "command": "python benchmarks/selfgen/gpu_job.py " + " ".join(sys.argv[1:] if argv is None else argv),
+            "command": "python -m benchmarks.selfgen.gpu_job " + " ".join(sys.argv[1:] if argv is None else argv),
             "scale": args.scale,
             "config": scale,
             "time_budget_s": args.time_budget_s,

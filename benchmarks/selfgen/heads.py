@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import tempfile
 
-from central_experiment import METHODS, STANDARDIZE
-from prm_protocols import Budget, Method, head_for, train_head
+from benchmarks.central_experiment import METHODS, STANDARDIZE
+from benchmarks.prm_protocols import Budget, Method, fit_head, head_for
 
 MC_METHODS = [
     Method("mc_soft", "step", "step_bce", feature_normalization=STANDARDIZE),
@@ -31,7 +31,7 @@ def method(name: str) -> Method:
 
 
 def training_rows(rows: list[dict], name: str) -> list[dict]:
-    """``prm_protocols.train_head`` rows: float32 features, the outcome label, and the step labels of ``name``
+    """``prm_protocols.fit_head`` rows: float32 features, the outcome label, and the step labels of ``name``
     (the grader's, or the MC labels; rows without MC labels are left out of an MC method)."""
     field = STEP_LABELS.get(name, "step_labels")
     return [
@@ -76,5 +76,5 @@ def train(model, name: str, rows: list[dict], seed: int):
     m = method(name)
     head = head_for(model, m)
     with tempfile.TemporaryDirectory() as tmp:
-        train_head(head, m, training_rows(rows, name), seed, BUDGET, tmp)
+        fit_head(head, m, training_rows(rows, name), seed, BUDGET, tmp)
     return head

@@ -1,9 +1,9 @@
 """The self-generated loop at power: self-supervision vs Monte-Carlo labels vs true step labels, with intervals over
 problems. Reads the outputs of ``gpu_job.py`` and writes benchmarks/results/selfgen_power.json.
 
-    python benchmarks/selfgen/gpu_job.py --out OUT --backbone PATH     # on the GPU machine
-    python benchmarks/selfgen/power.py --job OUT                        # here, on CPU (heads retrained, seeded)
-    python benchmarks/selfgen/power_report.py --write                   # README block and the scaling plot
+    python -m benchmarks.selfgen.gpu_job --out OUT --backbone PATH      # on the GPU machine (gpu_carry.sh)
+    python -m benchmarks.selfgen.power --job OUT                         # here, on CPU (heads retrained, seeded)
+    python -m benchmarks.selfgen.power_report --write                    # README block and the scaling plot
 
 What it measures, on the held-out test problems of the job (every number with a 95% bootstrap interval over
 problems: problems are resampled with replacement, all samples of a problem together; a comparison is a paired
@@ -42,19 +42,18 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from benchmarks.prm_protocols import machine_info, position_baseline, random_baseline, score_rows
+from benchmarks.selfgen import heads
+from benchmarks.selfgen.gpu_job import SEARCH_HEADS, by_problem, load_features
+from benchmarks.selfgen.loop import sample_stats
+from modeling_sprm.aggregation import aggregate_scores
+from modeling_sprm.data import labels_from_first_error
+from modeling_sprm.evaluation import choose_threshold, majority_vote_accuracy, predict_first_error
+
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "benchmarks" / "selfgen")]
-
-import heads  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from gpu_job import SEARCH_HEADS, by_problem, load_features  # noqa: E402
-from loop import sample_stats  # noqa: E402
-from prm_protocols import machine_info, position_baseline, random_baseline, score_rows  # noqa: E402
-
-from modeling_sprm.aggregation import aggregate  # noqa: E402
-from modeling_sprm.data import labels_from_first_error  # noqa: E402
-from modeling_sprm.evaluation import choose_threshold, predict_first_error  # noqa: E402
 
 OUTCOME_METHODS = ["mil_product", "outcome_bce", "sprm", "asymmetric_spr", "first_error"]
 MC = ["mc_soft", "mc_hard"]
@@ -194,8 +193,6 @@ def pick_accuracy(scores: list[float], correct: list[float], n: int) -> float:
 
 def vote_accuracy(answers: list, correct: list[float], n: int, weights: list[float] | None = None) -> float:
     """(Weighted) majority vote of one problem per group (``evaluation.majority_vote_accuracy`` on one problem)."""
-    from modeling_sprm.evaluation import majority_vote_accuracy
-
     return majority_vote_accuracy([answers], [correct], n, None if weights is None else [weights])
 
 
@@ -525,9 +522,7 @@ def main(argv=None) -> None:
         scored = []
         for r in aligned:
             values = r["joint_step_scores"][arm]
-            tensor = torch.tensor([values or [0.0]])
-            mask = torch.tensor([[bool(values)] * max(1, len(values))])
-            scored.append({"step_scores": values, "score": float(aggregate(tensor, mask)[0])})
+            scored.append({"step_scores": values, "score": aggregate_scores(values)})
         joint_rows[arm] = detection_rows(scored, aligned, 0.5, boot)
         joint.setdefault("arms", {})[arm] = {m: summary(joint_rows[arm][m]) for m in METRICS if m != "f1"}
     joint["comparisons"] = [
@@ -572,7 +567,7 @@ def main(argv=None) -> None:
         **machine_info(),
         **git_state(),
         "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": "python benchmarks/selfgen/power.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python -m benchmarks.selfgen.power " + " ".join(sys.argv[1:] if argv is None else argv),
         "job": {
             k: manifest.get(k)
             for k in (
