@@ -85,6 +85,7 @@ def test_a_spent_budget_still_leaves_readable_outputs(tiny_backbone, tmp_path):
         "problems": 0,
         "samples_per_problem": 3,
         "seconds": 0.0,
+        "generated_tokens_this_run": 0,
     }
     assert (out / "rollouts.jsonl").read_text() == "" and (out / "weights.safetensors").is_file()
 

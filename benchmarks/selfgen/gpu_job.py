@@ -277,7 +277,7 @@ def sample_split(
     folder = work / split
     folder.mkdir(parents=True, exist_ok=True)
     per_call = max(1, scale["sample_batch"] // num_samples)
-    last, done, seconds, status = None, 0, 0.0, "done"
+    last, done, seconds, tokens, status = None, 0, 0.0, 0, "done"
     for c, first in enumerate(range(0, len(problems), per_call)):
         path = folder / f"chunk-{c:04d}"
         part = problems[first : first + per_call]
@@ -293,13 +293,15 @@ def sample_split(
             path.with_suffix(".jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
             last = time.time() - start
             seconds += last
+            tokens += sum(r["num_tokens"] for r in rows)
             right = sum(r["outcome_label"] for r in rows) / len(rows)
             log(
                 f"{split} chunk {c}: {len(rows)} samples of problems {first}-{first + len(part) - 1}, {right:.0%} "
                 f"right, {sum(r['num_tokens'] for r in rows)} tokens, {last:.1f} s"
             )
         done += len(part)
-    return {"status": status, "problems": done, "samples_per_problem": num_samples, "seconds": round(seconds, 1)}
+    return {"status": status, "problems": done, "samples_per_problem": num_samples, "seconds": round(seconds, 1),
+            "generated_tokens_this_run": tokens}
 
 
 def load_split(work: Path, split: str) -> list[dict]:
@@ -520,7 +522,9 @@ def search_stage(
                     )
                 done_keys.add((name, method, n))
                 accuracy = sum(r["correct"] for r in results[-len(problems) :]) / len(problems)
-                record["configs"].append({"head": name, "method": method, "n": n, "seconds": round(seconds, 1)})
+                spent = sum(r["generated_tokens"] for r in results[-len(problems) :])
+                record["configs"].append({"head": name, "method": method, "n": n, "seconds": round(seconds, 1),
+                                          "generated_tokens": spent})
                 log(
                     f"search {name} {method} N={n}: accuracy {accuracy:.1%}, "
                     f"{sum(r['generated_tokens'] for r in results[-len(problems) :]) / len(problems):.0f} tokens per "
