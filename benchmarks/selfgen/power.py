@@ -594,7 +594,7 @@ def main(argv=None) -> None:
         "train_solutions": len(train),
         "mc_problems": len(mc_problems),
         "test_problems": len(boot.problems),
-        "searched_problems": len(searched),
+        "searched_problems": len({r["problem"] for r in search}),
         "samples_per_test_problem": num_samples,
         "budget": vars(heads.BUDGET),
         "threshold_fraction": THRESHOLD_FRACTION,

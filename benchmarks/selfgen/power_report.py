@@ -232,7 +232,7 @@ def section(result: dict) -> str:
     return "\n".join(
         [
             "#### Self-supervision vs Monte-Carlo labels vs human-quality labels (the loop at power)\n",
-            f"One GPU run ({job['device']}, {job['elapsed_s']:.0f} s: `{job['command']}`) fine-tuned the policy "
+            f"One GPU run ({job['device']}, {job.get('elapsed_s') or '?'} s: `{job['command']}`) fine-tuned the policy "
             f"(LoRA SFT), sampled {result['train_solutions']} solutions of {result['train_problems']} training "
             f"problems and {result['samples_per_test_problem']} of each of {result['test_problems']} held-out "
             f"problems (final answer right: train {100 * samples['train']['answer_right']:.1f}%, test "
