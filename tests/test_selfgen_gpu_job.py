@@ -3,13 +3,15 @@ backbone: every stage runs, the outputs are the compact files the device tool ca
 recomputing, and a spent time budget still leaves readable outputs."""
 
 import json
+import os
+import signal
 
 import pytest
 import torch
+from conftest import make_tiny_backbone
 
 from benchmarks.selfgen import gpu_job, power, power_report
 from benchmarks.selfgen.power import load_job
-from conftest import make_tiny_backbone
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -122,3 +124,27 @@ def test_the_analysis_reads_the_outputs_and_the_report_renders(job_output, tmp_p
     assert "Self-supervision vs Monte-Carlo labels vs human-quality labels" in markdown
     power_report.plot(result, tmp_path / "plot.png")
     assert (tmp_path / "plot.png").stat().st_size > 0
+
+
+def test_sigterm_stops_the_stage_and_writes_what_is_there(tiny_backbone, tmp_path, monkeypatch):
+    # what a timeout on the device machine does (gpu_carry.sh runs the job under `timeout -s TERM`): here the
+    # signal comes while the test problems are sampled
+    sample_chunk = gpu_job.sample_chunk
+
+    def signalling_sample_chunk(*args, **kwargs):
+        if args[-1] == "test":
+            os.kill(os.getpid(), signal.SIGTERM)
+        return sample_chunk(*args, **kwargs)
+
+    monkeypatch.setattr(gpu_job, "sample_chunk", signalling_sample_chunk)
+    handler = signal.getsignal(signal.SIGTERM)
+    try:
+        run(tmp_path / "out", tiny_backbone)
+    finally:
+        signal.signal(signal.SIGTERM, handler)
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["stopped_by"] == "SIGTERM"
+    assert {k: v["status"] for k, v in manifest["stages"].items()} == {
+        "policy": "done", "sample_train": "done", "sample_test": gpu_job.STOPPED}
+    _, rows, _ = load_job(tmp_path / "out")
+    assert len(rows) == gpu_job.SCALES["tiny"]["train_problems"] * gpu_job.SCALES["tiny"]["train_samples"]

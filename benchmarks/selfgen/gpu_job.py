@@ -98,6 +98,7 @@ POLICY_TAG = "ops2-4_max30_s80"  # the SFT recipe and problem settings (selfgen_
 SEARCH_HEADS = ["mil_product", "mc_soft", "step_supervised"]
 CONTINUATIONS = 4  # M: continuations per kept beam
 SEED = 0
+STOPPED = "stopped (SIGTERM)"  # the status of a stage a stop interrupted
 SHARD_BYTES = 15 * 2**20  # the device tool returns files of at most 16 MiB
 
 
@@ -423,10 +424,11 @@ def attach_mc_labels(train_rows: list[dict], work: Path, rollouts: int) -> int:
 
 
 def search_stage(
-    policy, tokenizer, train_rows, test_rows, scale, clock: Clock, results: list[dict], heads: dict
-) -> dict:
+    policy, tokenizer, train_rows, test_rows, scale, clock: Clock, results: list[dict], heads: dict, record: dict
+) -> None:
     """Train the search heads (if not in ``heads`` yet) and run beam search and DVTS at every N, appending one row
-    per (head, method, N, problem) to ``results``; returns the stage record."""
+    per (head, method, N, problem) to ``results``; the stage record ``record`` is filled as it goes (so a stop
+    keeps what was done)."""
     from benchmarks.selfgen import heads as heads_lib
     from modeling_sprm import SPRMForStepScoring
     from modeling_sprm.answers import answers_match
@@ -442,12 +444,13 @@ def search_stage(
         references.setdefault(row["problem"], (row["question"], row["reference_answer"]))
     problems = sorted(references)[: scale["search_problems"]]
     questions = [references[p][0] for p in problems]
-    record = {"problems": len(problems), "configs": [], "heads": {}}
+    record.update(problems=len(problems), configs=record.get("configs", []), heads=record.get("heads", {}))
     last_per_sequence = None
     for name in SEARCH_HEADS:
         if name not in heads:
             if not clock.fits("search", 0.0):
-                return {**record, "status": "partial"}
+                record["status"] = "partial"
+                return
             rows = heads_lib.training_rows(train_rows, name)
             if len(rows) < 8:
                 log(f"search: {len(rows)} training rows for {name}, skipped")
@@ -476,7 +479,8 @@ def search_stage(
                 estimate = 0.0 if last_per_sequence is None else last_per_sequence * n
                 if not clock.fits("search", estimate):
                     log(f"search: deadline before {name} {method} N={n}")
-                    return {**record, "status": "partial"}
+                    record["status"] = "partial"
+                    return
                 start = time.time()
                 torch.manual_seed(SEED * 1_000_003 + 700_000 + n)
                 found = fn(
@@ -531,7 +535,7 @@ def search_stage(
                     "problem, "
                     f"{seconds:.1f} s"
                 )
-    return {**record, "status": "done"}
+    record["status"] = "done"
 
 
 # -- stage 5: joint LoRA training ----------------------------------------------------------------------------------
@@ -849,12 +853,14 @@ def main(argv=None) -> None:
         if "sample" in args.stages:
             for split, stage in (("train", "sample_train"), ("test", "sample_test")):
                 if stages.get(stage, {}).get("status") != "done":
+                    stages[stage] = {"status": STOPPED}  # what stays if SIGTERM comes now
                     stages[stage] = sample_split(
                         sampler, tokenizer, problems[split], split, scale[f"{split}_samples"], scale, work, clock, stage
                     )
         train_rows, test_rows = load_split(work, "train"), load_split(work, "test")
         rows = train_rows + test_rows
         if "mc" in args.stages and stages.get("mc", {}).get("status") != "done" and train_rows:
+            stages["mc"] = {"status": STOPPED}
             stages["mc"] = mc_stage(sampler, tokenizer, train_rows, scale, work, clock)
         else:
             attach_mc_labels(train_rows, work, scale["mc_rollouts"])
@@ -868,12 +874,14 @@ def main(argv=None) -> None:
                     heads.setdefault(name, {})[param] = value.float()
         if "search" in args.stages and stages.get("search", {}).get("status") != "done" and train_rows and test_rows:
             start = time.time()
-            record = search_stage(policy, tokenizer, train_rows, test_rows, scale, clock, search_rows, heads)
-            stages["search"] = {**record, "seconds": round(time.time() - start, 1)}
+            record = stages["search"] = {**stages.get("search", {}), "status": STOPPED}
+            search_stage(policy, tokenizer, train_rows, test_rows, scale, clock, search_rows, heads, record)
+            record["seconds"] = round(time.time() - start, 1)
         weights.update({f"head.{name}.{k}": v for name, state in heads.items() for k, v in state.items()})
         write_outputs(out, work, manifest, rows, search_rows, weights)
         if "joint" in args.stages and stages.get("joint", {}).get("status") != "done" and train_rows and test_rows:
             start = time.time()
+            stages["joint"] = {"status": STOPPED}
             stages["joint"] = {
                 **joint_stage(policy, tokenizer, train_rows, test_rows, scale, clock, recipe_config, work),
                 "seconds": round(time.time() - start, 1),
