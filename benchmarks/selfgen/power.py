@@ -556,12 +556,13 @@ def main(argv=None) -> None:
     searches = defined(search_vs_bon)
     if searches:
         best = max(searches, key=lambda c: c["value"])
-        goals["search"] = {**best, "met": best["value"] > 0 and best["bon_has_at_least_as_many_tokens"]}
+        goals["search"] = {**best, "compared": len(searches),
+                           "met": (best["ci"][0] or 0) > 0 and best["bon_has_at_least_as_many_tokens"]}
     joint_cmp = defined(
         [next((c for c in joint["comparisons"] if c["a"] == "joint" and c["metric"] == "step_auroc"), None)]
     )
     if joint_cmp:
-        goals["joint"] = {**joint_cmp[0], "met": joint_cmp[0]["value"] > 0}
+        goals["joint"] = {**joint_cmp[0], "met": (joint_cmp[0]["ci"][0] or 0) > 0}
 
     result = {
         **machine_info(),

@@ -214,14 +214,15 @@ def goals(result: dict) -> str:
     if g.get("search"):
         s = g["search"]
         lines.append(
-            f"- Best search vs Best-of-N at equal generated tokens: {s['search']} N={s['n']} vs Best-of-"
-            f"{s['bon_n']}: {signed(s, True)} points ({'met' if s['met'] else 'not met'})."
+            f"- Best search vs Best-of-N with at least as many generated tokens: {s['search']} N={s['n']} vs Best-of-"
+            f"{s['bon_n']}: {signed(s, True)} points (goal: the paired interval above 0: "
+            f"{'met' if s['met'] else 'not met'}; the best of {s['compared']} comparisons, so biased upwards)."
         )
     if g.get("joint"):
         s = g["joint"]
         lines.append(
             f"- Joint LoRA minus frozen backbone, step AUROC: {signed(s)} "
-            f"({'improves' if s['met'] else 'does not improve'})."
+            f"({'improves: the paired interval is above 0' if s['met'] else 'no improvement shown'})."
         )
     return "\n".join(lines)
 
@@ -269,6 +270,7 @@ def plot(result: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     scaling = result["scaling"]
     fig, (by_n, by_tokens) = plt.subplots(1, 2, figsize=(13, 4.8), sharey=True)
@@ -301,6 +303,7 @@ def plot(result: dict, path: Path) -> None:
         (by_tokens, "generated tokens per problem"),
     ):
         ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.set_xlabel(xlabel)
         ax.grid(alpha=0.3)
     by_n.set_ylabel("accuracy on held-out problems (95% bootstrap CI)")
