@@ -1,5 +1,6 @@
-"""The statistics of the loop at power (benchmarks/selfgen/power.py): bootstrap over problems, weighted AUROC and F1,
-per-problem Best-of-N and votes, checked against the package's unweighted metrics."""
+"""The statistics of the loop at power (benchmarks/selfgen/power.py): bootstrap over problems (on top of
+benchmarks/trajectory/bootstrap.py, tested there), weighted F1, per-problem Best-of-N and votes, checked against the
+package's unweighted metrics."""
 
 import numpy as np
 import pytest
@@ -11,28 +12,9 @@ from benchmarks.selfgen.power import (
     problem_mean,
     summary,
     vote_accuracy,
-    weighted_auroc,
     weighted_f1,
 )
-from modeling_sprm.evaluation import auroc, best_of_n_accuracy, majority_vote_accuracy, processbench_f1
-
-
-def test_weighted_auroc_is_auroc_with_items_repeated():
-    rng = np.random.default_rng(0)
-    scores = rng.integers(0, 5, 40) / 4.0  # many ties
-    labels = rng.integers(0, 2, 40).astype(float)
-    counts = rng.integers(0, 4, (3, 40)).astype(float)
-    weights = np.vstack([np.ones(40), counts])
-    values = weighted_auroc(scores, labels, weights)
-    assert values[0] == pytest.approx(auroc(scores, labels))
-    for row, c in zip(values[1:], counts):
-        repeated = np.repeat(np.arange(40), c.astype(int))
-        assert row == pytest.approx(auroc(scores[repeated], labels[repeated]))
-
-
-def test_weighted_auroc_is_nan_without_both_classes():
-    values = weighted_auroc([0.1, 0.9], [1.0, 0.0], np.array([[1.0, 1.0], [2.0, 0.0]]))
-    assert values[0] == 0.0 and np.isnan(values[1])
+from modeling_sprm.evaluation import best_of_n_accuracy, majority_vote_accuracy, processbench_f1
 
 
 def test_weighted_f1_is_processbench_f1_with_items_repeated():
@@ -54,9 +36,9 @@ def test_bootstrap_resamples_problems_and_row_zero_is_the_point_estimate():
     means = problem_mean({3: 0.0, 5: 1.0, 7: 1.0}, boot)
     assert means[0] == pytest.approx(2 / 3)
     out = summary(means)
-    assert out["value"] == pytest.approx(2 / 3) and 0.0 <= out["ci"][0] <= out["ci"][1] <= 1.0
+    assert out["value"] == pytest.approx(2 / 3) and 0.0 <= out["low"] <= out["high"] <= 1.0
     same = difference(means, means)
-    assert same["value"] == 0 and same["ci"] == [0.0, 0.0] and same["share_above_0"] == 0.0
+    assert same["value"] == 0 and (same["low"], same["high"]) == (0.0, 0.0) and same["share_above_0"] == 0.0
 
 
 def test_per_problem_selection_matches_the_package_metrics():

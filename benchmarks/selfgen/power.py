@@ -49,6 +49,7 @@ from benchmarks.prm_protocols import machine_info, position_baseline, random_bas
 from benchmarks.selfgen import heads
 from benchmarks.selfgen.gpu_job import SEARCH_HEADS, by_problem, load_features
 from benchmarks.selfgen.loop import sample_stats
+from benchmarks.trajectory.bootstrap import interval, problem_weights, resample_counts, resampled_mean, weighted_auroc
 from modeling_sprm.aggregation import aggregate_scores
 from modeling_sprm.data import labels_from_first_error
 from modeling_sprm.evaluation import choose_threshold, majority_vote_accuracy, predict_first_error
@@ -69,60 +70,32 @@ REFERENCE_HEAD = "mil_product"  # the outcome-only head named in the issue (best
 
 
 class Bootstrap:
-    """Resamples of the test problems: ``counts`` ``[B + 1, P]`` (row 0 = every problem once, the point estimate;
-    rows 1.. = multinomial resamples of P problems with replacement)."""
+    """Resamples of the test problems (``trajectory.bootstrap``'s cluster bootstrap): ``counts`` ``[B + 1, P]``, row
+    0 every problem once (the point estimate), rows 1.. the multinomial resamples of ``resample_counts``."""
 
     def __init__(self, problems: list[int], resamples: int, seed: int = 0):
         self.problems = sorted(problems)
         self.index = {p: i for i, p in enumerate(self.problems)}
-        n = len(self.problems)
-        draws = np.random.default_rng(seed).multinomial(n, np.full(n, 1.0 / n), size=resamples)
-        self.counts = np.vstack([np.ones((1, n)), draws]).astype(float)
+        draws = resample_counts(len(self.problems), resamples, seed).astype(float)
+        self.counts = np.vstack([np.ones((1, len(self.problems))), draws])
 
     def weights(self, problem_of_item: list[int] | np.ndarray) -> np.ndarray:
         """``[B + 1, items]``: each item weighted by its problem's count in each resample."""
-        return self.counts[:, [self.index[p] for p in problem_of_item]]
+        return problem_weights([self.index[p] for p in problem_of_item], self.counts)
 
 
 def summary(rows: np.ndarray) -> dict:
-    """Point estimate (row 0) and the 2.5 / 97.5 percentiles of the resamples (rows 1..), NaNs left out."""
+    """``trajectory.bootstrap.interval`` of a metric computed per row (row 0: the point estimate)."""
     rows = np.asarray(rows, dtype=float)
-    rest = rows[1:][~np.isnan(rows[1:])]
-    value = None if np.isnan(rows[0]) else float(rows[0])
-    if rest.size == 0:
-        return {"value": value, "ci": [None, None]}
-    return {"value": value, "ci": [float(np.percentile(rest, 2.5)), float(np.percentile(rest, 97.5))]}
+    return interval(None if np.isnan(rows[0]) else float(rows[0]), rows[1:])
 
 
 def difference(a: np.ndarray, b: np.ndarray) -> dict:
     """Paired bootstrap of ``a - b`` (both ``[B + 1]`` on the same resamples), with the share of resamples where
     the difference is above 0."""
     d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
-    out = summary(d)
     rest = d[1:][~np.isnan(d[1:])]
-    out["share_above_0"] = float(np.mean(rest > 0)) if rest.size else None
-    return out
-
-
-def weighted_auroc(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """AUROC (ties count one half) of ``scores`` against 0/1 ``labels`` with item weights ``[B + 1, n]``:
-    ``sum_{i pos, j neg} w_i w_j (1[s_i > s_j] + 1/2 1[s_i = s_j]) / (sum_pos w)(sum_neg w)`` per row; NaN where
-    a class has no weight. With all weights 1 it is ``evaluation.auroc``."""
-    scores, labels = np.asarray(scores, dtype=float), np.asarray(labels, dtype=float)
-    if scores.size == 0:
-        return np.full(weights.shape[0], np.nan)
-    order = np.argsort(scores, kind="stable")
-    sorted_scores = scores[order]
-    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
-    w = weights[:, order]
-    positive = labels[order] == 1.0
-    pos = np.add.reduceat(w * positive, starts, axis=1)
-    neg = np.add.reduceat(w * ~positive, starts, axis=1)
-    below = np.cumsum(neg, axis=1) - neg
-    total_pos, total_neg = pos.sum(axis=1), neg.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        value = (pos * (below + 0.5 * neg)).sum(axis=1) / (total_pos * total_neg)
-    return np.where((total_pos > 0) & (total_neg > 0), value, np.nan)
+    return {**summary(d), "share_above_0": float(np.mean(rest > 0)) if rest.size else None}
 
 
 def weighted_f1(hit: np.ndarray, has_error: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -138,9 +111,8 @@ def weighted_f1(hit: np.ndarray, has_error: np.ndarray, weights: np.ndarray) -> 
 def problem_mean(values: dict[int, float], boot: Bootstrap) -> np.ndarray:
     """Mean over problems of a per-problem value, per resample (problems without a value are left out)."""
     kept = [p for p in boot.problems if p in values]
-    w = boot.weights(kept)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (w * np.array([values[p] for p in kept])).sum(1) / w.sum(1)
+        return resampled_mean([values[p] for p in kept], boot.weights(kept))
 
 
 # -- detection metrics ---------------------------------------------------------------------------------------------
@@ -552,17 +524,17 @@ def main(argv=None) -> None:
         [next((c for c in selection_comparisons if c["a"] == f"sprm_pick:{REFERENCE_HEAD}" and c["n"] == 8), None)]
     )
     if bon8:
-        goals["selection"] = {**bon8[0], "met": bon8[0]["value"] >= 0.05 and (bon8[0]["ci"][0] or 0) > 0}
+        goals["selection"] = {**bon8[0], "met": bon8[0]["value"] >= 0.05 and (bon8[0]["low"] or 0) > 0}
     searches = defined(search_vs_bon)
     if searches:
         best = max(searches, key=lambda c: c["value"])
         goals["search"] = {**best, "compared": len(searches),
-                           "met": (best["ci"][0] or 0) > 0 and best["bon_has_at_least_as_many_tokens"]}
+                           "met": (best["low"] or 0) > 0 and best["bon_has_at_least_as_many_tokens"]}
     joint_cmp = defined(
         [next((c for c in joint["comparisons"] if c["a"] == "joint" and c["metric"] == "step_auroc"), None)]
     )
     if joint_cmp:
-        goals["joint"] = {**joint_cmp[0], "met": (joint_cmp[0]["ci"][0] or 0) > 0}
+        goals["joint"] = {**joint_cmp[0], "met": (joint_cmp[0]["low"] or 0) > 0}
 
     result = {
         **machine_info(),

@@ -34,7 +34,7 @@ def interval(s: dict | None, scale: float, fmt: str) -> str:
     """``value [lo, hi]`` of a summary (``-`` for what is undefined)."""
     if not s or s.get("value") is None:
         return "-"
-    lo, hi = (("-" if v is None else format(scale * v, fmt)) for v in s["ci"])
+    lo, hi = (("-" if v is None else format(scale * v, fmt)) for v in (s["low"], s["high"]))
     return f"{format(scale * s['value'], fmt)} [{lo}, {hi}]"
 
 
@@ -289,8 +289,8 @@ def plot(result: dict, path: Path) -> None:
         ns = sorted(points, key=int)
         values = [points[n]["value"] for n in ns]
         errors = [
-            [v - points[n]["ci"][0] for v, n in zip(values, ns)],
-            [points[n]["ci"][1] - v for v, n in zip(values, ns)],
+            [v - points[n]["low"] for v, n in zip(values, ns)],
+            [points[n]["high"] - v for v, n in zip(values, ns)],
         ]
         tokens = [points[n]["tokens_per_problem"]["value"] for n in ns]
         label = kind.replace("_", " ") + (f" ({head})" if head else "")
