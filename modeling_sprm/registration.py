@@ -12,15 +12,17 @@ Saved checkpoints carry the same mapping as ``auto_map`` / ``custom_pipelines`` 
 this package load them with ``trust_remote_code=True``.
 """
 
+from pathlib import Path
+
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_sprm import SPRMConfig
-from .loading import DEFAULT_HEAD_DIR
 from .modeling_sprm import SPRMForStepScoring
 from .pipeline_sprm import StepScoringPipeline
 
 TASK = "step-scoring"
+DEFAULT_HEAD_DIR = Path(__file__).parent / "default_head"  # the shipped default head (package data)
 
 
 def default_model() -> dict | None:
