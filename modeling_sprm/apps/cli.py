@@ -258,6 +258,13 @@ Tuning it on the test data is not allowed: it inflates the F1. To tune it, pass 
 with --threshold-from and --threshold-format; the threshold that maximises the F1 there is used on --data."""
 
 
+SPLIT_HELP = (
+    "The part of the data to read: a split of a Hub id or saved DatasetDict (required when it has several), a file "
+    "{split}.jsonl of a folder, a ProcessBench split, a BIG-Bench Mistake task, PRMBench test/train/all; "
+    "comma-separated for several."
+)
+
+
 def _data_formats() -> list[str]:
     from ..data import LOADERS  # the standard library only: cheap
 
@@ -270,6 +277,7 @@ class EvalArguments:
 
     data: str = field(metadata={"help": "Data folder or file (e.g. ../shared/data/processbench)."})
     format: str = field(metadata={"help": "Data format (see modeling_sprm.data).", "choices": _data_formats()})
+    split: str | None = field(default=None, metadata={"help": SPLIT_HELP})
     threshold: float | None = field(
         default=None, metadata={"help": "A step below this is a predicted error (default: the model's threshold)."}
     )
@@ -280,6 +288,7 @@ class EvalArguments:
     threshold_format: str | None = field(
         default=None, metadata={"help": "Format of --threshold-from (default: --format).", "choices": _data_formats()}
     )
+    threshold_split: str | None = field(default=None, metadata={"help": "--split of --threshold-from."})
     limit: int | None = field(
         default=None, metadata={"help": "Evaluate at most this many records per group, drawn at random."}
     )
@@ -289,14 +298,22 @@ class EvalArguments:
     json: bool = field(default=False, metadata={"help": "Print one JSON object instead of a table."})
 
 
-def _load_eval_records(path: str, format: str, limit: int | None, seed: int, what: str) -> list[dict]:
+def _load_records(path: str, format: str, split: str | None, what: str) -> list[dict]:
+    """`data.load_records` for a command: a data error is a one-line ``sprm: error``."""
     from ..data import DataFormatError, load_records
-    from ..evaluation import sample_per_group
 
     try:
-        records = load_records(path, format)
-    except (DataFormatError, FileNotFoundError) as err:
+        return load_records(path, format, split=split)
+    except (DataFormatError, FileNotFoundError, ValueError) as err:
         _fail(f"cannot load {what} {path} as {format}: {err}")
+
+
+def _load_eval_records(
+    path: str, format: str, limit: int | None, seed: int, what: str, split: str | None = None
+) -> list[dict]:
+    from ..evaluation import sample_per_group
+
+    records = _load_records(path, format, split, what)
     if not records:
         _fail(f"{what} {path} holds no records")
     return records if limit is None else sample_per_group(records, limit, seed)
@@ -310,19 +327,25 @@ def run_eval(args: EvalArguments, model_args: ModelArguments) -> None:
         _fail("--threshold-format needs --threshold-from")
     if args.limit is not None and args.limit < 1:
         _fail(f"--limit must be >= 1, got {args.limit}")
+    if args.threshold_split and not args.threshold_from:
+        _fail("--threshold-split needs --threshold-from")
     if args.threshold_from:
         test, tune = Path(args.data).resolve(), Path(args.threshold_from).resolve()
-        if test == tune or test in tune.parents or tune in test.parents:
+        # the same source is allowed only as two named, disjoint splits (e.g. a Hub id's train and test)
+        other_split = (test == tune and bool(args.split) and bool(args.threshold_split)
+                       and not set(args.split.split(",")) & set(args.threshold_split.split(",")))
+        if (test == tune or test in tune.parents or tune in test.parents) and not other_split:
             _fail(f"--threshold-from {args.threshold_from} overlaps --data {args.data}: tuning the threshold on the "
-                  "test data is not allowed; give a separate (training) data set")
-    records = _load_eval_records(args.data, args.format, args.limit, args.seed, "--data")
+                  "test data is not allowed; give a separate (training) data set, or another --threshold-split")
+    records = _load_eval_records(args.data, args.format, args.limit, args.seed, "--data", args.split)
     model, tokenizer, name, threshold = load_scorer(model_args, args.threshold)
     from ..evaluation import choose_threshold_for_model, evaluate_model
 
     source = "--threshold" if args.threshold is not None else "config.threshold"
     if args.threshold_from:
         tune_format = args.threshold_format or args.format
-        tune_records = _load_eval_records(args.threshold_from, tune_format, args.limit, args.seed, "--threshold-from")
+        tune_records = _load_eval_records(args.threshold_from, tune_format, args.limit, args.seed, "--threshold-from",
+                                          args.threshold_split)
         shared = {r["question"] for r in tune_records} & {r["question"] for r in records}
         if shared:
             print(f"warning: {len(shared)} questions of --threshold-from also appear in --data", file=sys.stderr)
@@ -332,7 +355,8 @@ def run_eval(args: EvalArguments, model_args: ModelArguments) -> None:
             _fail(f"cannot choose a threshold on --threshold-from {args.threshold_from}: {err}")
         source = f"chosen on {args.threshold_from} ({tune_format})"
     report = evaluate_model(model, tokenizer, records, threshold, args.batch_size, args.max_length)
-    report = {**report.to_dict(), "threshold_source": source, "model": name, "data": args.data, "format": args.format}
+    report = {**report.to_dict(), "threshold_source": source, "model": name, "data": args.data, "format": args.format,
+              "split": args.split}
     print(json.dumps(report) if args.json else format_eval_table(report))
 
 

@@ -4,7 +4,6 @@ arguments are `TrainScriptArguments` (the data), `ModelArguments` (the model) an
 from __future__ import annotations
 
 import dataclasses
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -39,15 +38,17 @@ def load_for_training(
 
 
 def split_records(records: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """A seeded random ``(train, held_out)`` split with ``round(fraction * n)`` held-out records (at least 1)."""
+    """A seeded random ``(train, held_out)`` split with ``round(fraction * n)`` held-out records (at least 1), drawn
+    by ``datasets``' ``train_test_split`` over the record indices (the records keep their order and Python values)."""
+    import datasets
+
     if not 0 < fraction < 1:
         raise ValueError(f"the held-out fraction must be in (0, 1), got {fraction}")
-    order = list(range(len(records)))
-    random.Random(seed).shuffle(order)
     n_out = max(1, round(fraction * len(records)))
     if n_out >= len(records):
         raise ValueError(f"cannot hold out {n_out} of {len(records)} records")
-    held = set(order[:n_out])
+    parts = datasets.Dataset.from_dict({"i": list(range(len(records)))}).train_test_split(test_size=n_out, seed=seed)
+    held = set(parts["test"]["i"])
     return [r for i, r in enumerate(records) if i not in held], [r for i, r in enumerate(records) if i in held]
 
 
@@ -61,6 +62,8 @@ def train_head(
     eval_data: str | None = None,
     eval_fraction: float = 0.0,
     limit: int | None = None,
+    split: str | None = None,
+    eval_split: str | None = None,
     resume_from_checkpoint: str | bool | None = None,
     log: Callable[[str], None] = print,
 ) -> SPRMTrainer:
@@ -73,11 +76,11 @@ def train_head(
 
     if labels not in TRAINERS:
         raise ValueError(f"labels must be one of {LABEL_KINDS}, got {labels!r}")
-    records = load_records(data, format)[:limit]
+    records = load_records(data, format, split=split)[:limit]
     log(f"Loaded {len(records)} records from {data} ({format}).")
     eval_records = None
     if eval_data is not None:
-        eval_records = load_records(eval_data, format)[:limit]
+        eval_records = load_records(eval_data, format, split=eval_split)[:limit]
         log(f"Loaded {len(eval_records)} evaluation records from {eval_data}.")
     elif eval_fraction:
         records, eval_records = split_records(records, eval_fraction, args.seed)
@@ -93,7 +96,8 @@ def train_head(
         train_dataset=records,
         eval_dataset=eval_records,
         processing_class=tokenizer,
-        data_description={"path": str(data), "format": format, "records": len(records), "limit": limit},
+        data_description={"path": str(data), "format": format, "split": split, "records": len(records),
+                          "limit": limit},
     )
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     if eval_records is not None:
@@ -120,9 +124,16 @@ class TrainScriptArguments:
             "choices": LABEL_KINDS,
         },
     )
+    split: str | None = field(
+        default=None,
+        metadata={"help": "The part of --data to train on: a split of a Hub id or saved DatasetDict (required when "
+                  "it has several), a file {split}.jsonl of a folder, a benchmark split or task; comma-separated for "
+                  "several."},
+    )
     eval_data: str | None = field(
         default=None, metadata={"help": "Held-out data in the same format, for the score curves and metrics."}
     )
+    eval_split: str | None = field(default=None, metadata={"help": "--split of --eval-data."})
     eval_fraction: float = field(
         default=0.0, metadata={"help": "Without --eval-data, hold out this fraction of --data (seeded by --seed)."}
     )
@@ -163,6 +174,8 @@ def main(script_args: TrainScriptArguments, model_args: ModelArguments, training
         eval_data=script_args.eval_data,
         eval_fraction=script_args.eval_fraction,
         limit=script_args.limit,
+        split=script_args.split,
+        eval_split=script_args.eval_split,
         resume_from_checkpoint=resume,
     )
 
