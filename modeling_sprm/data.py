@@ -369,7 +369,8 @@ def _check_label(value: Any, field: str, at: str) -> float:
 
 def load_outcome(path: str, splits: Sequence[str] | None = None) -> list[dict]:
     """Outcome-labelled rows: ``{"question": str, "solution": str}`` or ``{"question": str, "steps": [str, ...]}``,
-    plus ``"label"``: 0/1, true/false, or a soft value in [0, 1] (1 = the final answer is right).
+    plus ``"label"``: 0/1, true/false, or a soft value in [0, 1] (1 = the final answer is right). Rows without a
+    label load with ``outcome_label`` None (scoring needs none; the trainers refuse them by name).
 
     Optional fields: ``"id"`` (default ``"{group}-{row}"``), ``"group"`` (default: the file name without extension,
     or the split name), ``"truncated"`` (bool -> ``rollout_truncated``), ``"step_labels"`` (with ``steps`` only;
@@ -377,7 +378,7 @@ def load_outcome(path: str, splits: Sequence[str] | None = None) -> list[dict]:
     """
     records = []
     for group, i, at, row in read_rows(path, splits):
-        _require(row, ("question", "label"), at)
+        _require(row, ("question",), at)
         if (row.get("steps") is None) == (row.get("solution") is None):
             raise DataFormatError(f"{at}: exactly one of the fields 'steps' and 'solution' must be given")
         truncated = _optional(row, "truncated", False)
@@ -392,7 +393,7 @@ def load_outcome(path: str, splits: Sequence[str] | None = None) -> list[dict]:
             question=row["question"],
             steps=row.get("steps"),
             solution=row.get("solution"),
-            outcome_label=_check_label(row["label"], "label", at),
+            outcome_label=None if row.get("label") is None else _check_label(row["label"], "label", at),
             step_labels=step_labels,
             rollout_truncated=truncated,
             where=at,
@@ -421,12 +422,15 @@ def load_trl(path: str, splits: Sequence[str] | None = None) -> list[dict]:
 
 def trl_record(row: dict, at: str, default_id: str, group: str = "") -> dict:
     """One TRL stepwise-supervision row -> a record (the rule of `load_trl`)."""
-    _require(row, ("prompt", "completions", "labels"), at)
-    completions, labels = row["completions"], row["labels"]
+    _require(row, ("prompt", "completions"), at)
+    completions, labels = row["completions"], row.get("labels")
     if not isinstance(row["prompt"], str):
         raise DataFormatError(f"{at}: only TRL's standard (string) prompts are supported, not conversational ones")
     if not isinstance(completions, list) or not completions:
         raise DataFormatError(f"{at}: field 'completions' must be a non-empty list of strings")
+    if labels is None:  # unlabelled rows: fine to score; the trainers refuse them by name
+        return make_record(id=_optional(row, "id", default_id), group=_optional(row, "group", group),
+                           question=row["prompt"], steps=completions, where=at)
     if not isinstance(labels, list) or len(labels) != len(completions):
         raise DataFormatError(
             f"{at}: field 'labels' must be a list with one label per completion ({len(completions)}), got {labels!r}"

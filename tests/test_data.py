@@ -337,7 +337,6 @@ def test_outcome_errors(tmp_path):
     good = {"question": "Q?", "steps": ["a", "b"], "label": 1}
     cases = [
         ({"steps": ["a"], "label": 1}, "missing field 'question'"),
-        ({"question": "Q?", "steps": ["a"]}, "missing field 'label'"),
         ({"question": "Q?", "label": 1}, "exactly one of the fields 'steps' and 'solution'"),
         ({**good, "solution": "x"}, "exactly one of the fields 'steps' and 'solution'"),
         ({**good, "label": 1.5}, "field 'label' must be 0/1, true/false or a number in \\[0, 1\\], got 1.5"),
@@ -389,7 +388,6 @@ def test_trl_fixture():
 def test_trl_errors(tmp_path):
     good = {"prompt": "Q?", "completions": ["a", "b"], "labels": [True, False]}
     cases = [
-        ({"prompt": "Q?", "completions": ["a"]}, "missing field 'labels'"),
         ({**good, "completions": []}, "field 'completions' must be a non-empty list"),
         ({**good, "labels": [True]}, "field 'labels' must be a list with one label per completion \\(2\\)"),
         ({**good, "labels": [True, 2]}, "field 'labels\\[1\\]' must be 0/1"),
@@ -502,3 +500,12 @@ def test_held_out_split_comes_from_datasets_and_is_seeded():
     assert sorted(int(r["id"]) for r in held) == sorted(expected)
     with pytest.raises(ValueError, match="cannot hold out"):
         split_records(records[:1], 0.5, seed=0)
+
+
+def test_rows_without_labels_load_for_scoring(tmp_path):
+    write_jsonl(tmp_path / "o.jsonl", [{"question": "Q?", "steps": ["a"]}])
+    write_jsonl(tmp_path / "t.jsonl", [{"prompt": "Q?", "completions": ["a", "b"]}])
+    [outcome] = load_outcome(str(tmp_path / "o.jsonl"))
+    [trl] = load_trl(str(tmp_path / "t.jsonl"))
+    assert outcome["outcome_label"] is None and outcome["steps"] == ["a"]
+    assert (trl["step_labels"], trl["outcome_label"], trl["first_error"]) == (None, None, None)

@@ -59,14 +59,27 @@ def load_scorer(model_args: ModelArguments, threshold: float | None = None):
     return model, tokenizer, name, model.config.threshold if threshold is None else threshold
 
 
+SPLIT_HELP = (
+    "The part of the data to read: a split of a Hub id or saved DatasetDict (required when it has several), a file "
+    "{split}.jsonl of a folder, a ProcessBench split, a BIG-Bench Mistake task, PRMBench test/train/all; "
+    "comma-separated for several."
+)
+
+
+def _data_formats() -> list[str]:
+    from ..data import LOADERS  # the standard library only: cheap
+
+    return sorted(LOADERS)
+
+
 # -- sprm score ---------------------------------------------------------------------------------------------------
 
 
 @dataclass
 class ScoreArguments:
-    """``sprm score``: score a solution step by step."""
+    """``sprm score``: score a solution step by step, or every solution of a data set (``--data``)."""
 
-    question: str = field(metadata={"help": "The question the solution answers."})
+    question: str | None = field(default=None, metadata={"help": "The question the solution answers."})
     solution: str | None = field(
         default=None, metadata={"help": "The solution text (cut into steps at the model's delimiters)."}
     )
@@ -79,9 +92,25 @@ class ScoreArguments:
         metadata={"help": "A step scoring below this is a predicted error (default: the model's, usually 0.5)."},
     )
     json: bool = field(default=False, metadata={"help": "Print one JSON object instead of a table."})
+    data: str | None = field(
+        default=None,
+        metadata={"help": "Batch scoring: score every solution of this data set (file, folder, saved data set or Hub "
+                  "id; labels not needed) into --output, one JSON line per solution (the --json object plus the "
+                  "record's id). Resumes an interrupted run; runs sharded under torchrun / accelerate launch."},
+    )
+    format: str | None = field(
+        default=None, metadata={"help": "--data's format (see modeling_sprm.data).", "choices": _data_formats()}
+    )
+    split: str | None = field(default=None, metadata={"help": SPLIT_HELP})
+    limit: int | None = field(default=None, metadata={"help": "Score only the first N records of --data."})
+    output: str | None = field(default=None, metadata={"help": "--data: the JSON-lines file to write (or resume)."})
+    batch_size: int = field(default=8, metadata={"help": "--data: solutions per forward pass."})
+    max_length: int | None = field(default=None, metadata={"help": "Longest input in tokens (default: the model's)."})
 
 
 def _score_input(args: ScoreArguments) -> dict:
+    if args.question is None:
+        _fail("give --question (with --solution, --solution-file or --steps-json), or --data to score a data set")
     given = [name for name in ("solution", "solution_file", "steps_json") if getattr(args, name) is not None]
     if len(given) != 1:
         _fail("give exactly one of --solution, --solution-file, --steps-json")
@@ -101,13 +130,21 @@ def _score_input(args: ScoreArguments) -> dict:
     return record
 
 
+DATA_ONLY = ("format", "split", "limit", "output")
+
+
 def run_score(args: ScoreArguments, model_args: ModelArguments) -> None:
+    if args.data is not None:
+        return run_score_data(args, model_args)
+    if used := [name for name in DATA_ONLY if getattr(args, name) is not None]:
+        _fail(f"--{used[0]} applies to batch scoring only (with --data)")
     record = _score_input(args)
     model, tokenizer, name, threshold = load_scorer(model_args, args.threshold)
-    from ..pipeline_sprm import StepScoringPipeline
+    from ..evaluation.report import scoring_pipeline
 
+    kwargs = {} if args.max_length is None else {"max_length": args.max_length}
     try:
-        result = StepScoringPipeline(model=model, tokenizer=tokenizer)(record, threshold=threshold)
+        result = scoring_pipeline(model, tokenizer)(record, threshold=threshold, **kwargs)
     except (TypeError, ValueError) as err:
         _fail(str(err))
     if result.truncated:
@@ -116,6 +153,61 @@ def run_score(args: ScoreArguments, model_args: ModelArguments) -> None:
         print(json.dumps(result.public_json(name), ensure_ascii=False))
         return
     print(format_score_table(result, name, threshold))
+
+
+def distributed_environment() -> tuple[int, int, int]:
+    """``(rank, world_size, local_rank)`` as torchrun and accelerate launch set them (0, 1, 0 when run alone)."""
+    import os
+
+    return tuple(int(os.environ.get(name, default)) for name, default in
+                 (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0)))  # type: ignore[return-value]
+
+
+def run_score_data(args: ScoreArguments, model_args: ModelArguments) -> None:
+    """``sprm score --data``: see `modeling_sprm.evaluation.batch` for the rules (fixed batches, resume, shards)."""
+    if used := [f"--{name}" for name in ("question", "solution", "solution_file", "steps_json")
+                if getattr(args, name) is not None] + (["--json"] if args.json else []):
+        _fail(f"{used[0]} does not go with --data (each line of --output is the --json object of one solution)")
+    if args.format is None or args.output is None:
+        _fail("--data needs --format and --output")
+    if args.limit is not None and args.limit < 1:
+        _fail(f"--limit must be >= 1, got {args.limit}")
+    if args.batch_size < 1:
+        _fail(f"--batch-size must be >= 1, got {args.batch_size}")
+    rank, world, local_rank = distributed_environment()
+    records = _load_records(args.data, args.format, args.split, "--data")[: args.limit]
+    if not records:
+        _fail(f"--data {args.data} holds no records")
+    output = Path(args.output)
+    if output.is_dir() or not output.parent.is_dir():
+        _fail(f"--output {output} must be a file in an existing folder")
+    import torch
+
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.init_process_group("gloo")  # barriers only: each process runs the model on its own device
+        if model_args.device is None and model_args.device_map is None and torch.cuda.is_available():
+            model_args.device = f"cuda:{local_rank}"
+    from ..evaluation.batch import merge_parts, score_shard
+    from ..evaluation.report import scoring_pipeline
+
+    model, tokenizer, name, threshold = load_scorer(model_args, args.threshold)
+    kwargs = {"threshold": threshold, **({} if args.max_length is None else {"max_length": args.max_length})}
+    try:
+        scored = score_shard(scoring_pipeline(model, tokenizer), records, output, name, args.batch_size, rank, world,
+                             progress=rank == 0, **kwargs)
+    except (TypeError, ValueError) as err:
+        _fail(f"--data {args.data}: {err}")
+    if world > 1:
+        dist.barrier()
+    if rank == 0:
+        merge_parts(records, output)
+        print(f"wrote {len(records)} scored solutions to {output} ({scored} scored by this run"
+              f"{f' on process 0 of {world}' if world > 1 else ''})", file=sys.stderr)
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def format_score_table(result: dict, model_name: str, threshold: float) -> str:
@@ -256,19 +348,6 @@ harmonic mean), step AUROC and outcome AUROC, per group (split or task) and aver
 The threshold (a step scoring below it is a predicted error) is --threshold, else the model's config.threshold.
 Tuning it on the test data is not allowed: it inflates the F1. To tune it, pass a separate (training) data set
 with --threshold-from and --threshold-format; the threshold that maximises the F1 there is used on --data."""
-
-
-SPLIT_HELP = (
-    "The part of the data to read: a split of a Hub id or saved DatasetDict (required when it has several), a file "
-    "{split}.jsonl of a folder, a ProcessBench split, a BIG-Bench Mistake task, PRMBench test/train/all; "
-    "comma-separated for several."
-)
-
-
-def _data_formats() -> list[str]:
-    from ..data import LOADERS  # the standard library only: cheap
-
-    return sorted(LOADERS)
 
 
 @dataclass
