@@ -22,14 +22,17 @@ from .trainer import SCORE_PLOT_NAME, TRAINERS, TRAINING_LOG_NAME, SPRMTrainer
 
 
 def load_for_training(
-    model_name_or_path: str | None = None, dtype: str | torch.dtype | None = None
+    model_name_or_path: str | None = None, dtype: str | torch.dtype | None = None, device_map: str | dict | None = None
 ) -> tuple[SPRMForStepScoring, Any]:
     """``(model, tokenizer)`` to train: an SPRM checkpoint (training continues from its head), or a causal LM (a
-    fresh head is attached); None = the embedded SmolLM2-135M-Instruct backbone. The Trainer places the model."""
+    fresh head is attached); None = the embedded SmolLM2-135M-Instruct backbone. The Trainer places the model, unless
+    ``device_map`` spreads the backbone over devices (accelerate; the Trainer then leaves it where it is)."""
     reference = model_name_or_path or EMBEDDED_BACKBONE_ID
     location = resolve_backbone(reference)
     config, _ = PretrainedConfig.get_config_dict(str(location))
     kwargs = {} if dtype is None else {"dtype": torch_dtype(dtype)}
+    if device_map is not None:
+        kwargs["device_map"] = device_map
     if config.get("model_type") == "sprm":
         model = SPRMForStepScoring.from_pretrained(location, **kwargs)
         return model, load_tokenizer(model, str(location))
@@ -59,6 +62,7 @@ def train_head(
     labels: str = "outcome",
     model_name_or_path: str | None = None,
     dtype: str | None = None,
+    device_map: str | None = None,
     eval_data: str | None = None,
     eval_fraction: float = 0.0,
     limit: int | None = None,
@@ -85,7 +89,7 @@ def train_head(
     elif eval_fraction:
         records, eval_records = split_records(records, eval_fraction, args.seed)
         log(f"Held out {len(eval_records)} of the records for evaluation (seed {args.seed}).")
-    model, tokenizer = load_for_training(model_name_or_path, dtype)
+    model, tokenizer = load_for_training(model_name_or_path, dtype, device_map)
     name = model.config.backbone_name_or_path
     where = "a frozen" if not args.unfreeze_backbone else "a trained"
     log(f"Training the SPRM head on {where} {name} backbone with the {args.loss or TRAINERS[labels].default_loss!r} "
@@ -149,11 +153,26 @@ class TrainScriptArguments:
     )
 
 
+def training_device(device: str | None, training_args: SPRMTrainingArguments) -> SPRMTrainingArguments:
+    """``--device`` for training: the Trainer places the model itself (the GPU when there is one, under torchrun the
+    process's own), so ``cpu`` is its ``use_cpu`` and ``cuda`` its default; another GPU is chosen with
+    ``CUDA_VISIBLE_DEVICES``."""
+    if device is None or device == "cuda" and torch.cuda.is_available():
+        return training_args
+    if device == "cpu":
+        return dataclasses.replace(training_args, use_cpu=True)
+    if device == "cuda":
+        raise ValueError("--device cuda: no GPU is available here")
+    raise ValueError(f"--device {device}: sprm train runs on cpu or cuda (the Trainer's GPU); choose another GPU "
+                     "with CUDA_VISIBLE_DEVICES, or spread the backbone with --device_map")
+
+
 def main(script_args: TrainScriptArguments, model_args: ModelArguments, training_args: SPRMTrainingArguments):
     """``sprm train``: `train_head` with the parsed arguments (held-out data turns on evaluation every epoch)."""
-    for name in ("quantization", "device", "device_map"):
-        if getattr(model_args, name) is not None:
-            raise ValueError(f"--{name} is not used by sprm train (the Trainer places the model: see --use_cpu)")
+    if model_args.quantization is not None:
+        raise ValueError("--quantization does not go with sprm train: transformers' Trainer does not train a model "
+                         "whose weights are quantized")
+    training_args = training_device(model_args.device, training_args)
     if not training_args.output_dir:
         raise ValueError("--output (the checkpoint folder) is required")
     held_out = script_args.eval_data is not None or script_args.eval_fraction > 0
@@ -171,6 +190,7 @@ def main(script_args: TrainScriptArguments, model_args: ModelArguments, training
         labels=script_args.labels,
         model_name_or_path=model_args.model,
         dtype=model_args.dtype,
+        device_map=model_args.device_map,
         eval_data=script_args.eval_data,
         eval_fraction=script_args.eval_fraction,
         limit=script_args.limit,
