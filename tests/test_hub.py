@@ -417,3 +417,35 @@ def test_the_space_installs_the_package_from_its_wheel(tmp_path):
                          cwd=tmp_path, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.strip().startswith(str(tmp_path / "cache" / "site-packages"))
+
+
+def test_sprm_train_push_to_hub_publishes_the_package_card(tmp_path, smollm2_tokenizer, hub_server):
+    """`sprm train --push_to_hub` as a user runs it (a fresh process, HF_ENDPOINT at the test Hub): the repo gets the
+    head-only checkpoint and the package's card, with model-index from the experiment's eval_results.json."""
+    from conftest import FIXTURES as DATA
+
+    backbone = tmp_path / "backbone"
+    make_tiny_backbone(len(smollm2_tokenizer), smollm2_tokenizer.pad_token_id).save_pretrained(backbone)
+    smollm2_tokenizer.save_pretrained(backbone)
+    out = tmp_path / "head"
+    out.mkdir()
+    shutil.copy(EVAL_FIXTURE, out / hub.EVAL_RESULTS_FILE)  # what an experiment writes next to the head
+    env = dict(os.environ, HF_ENDPOINT=hub_server.url, HF_HUB_OFFLINE="0", HF_TOKEN=TOKEN, PYTHONPATH=str(ROOT),
+               OMP_NUM_THREADS="1", HF_HOME=str(tmp_path / "hf"))
+    run = subprocess.run(
+        [sys.executable, "-m", "modeling_sprm", "train", "--data", str(DATA / "processbench"), "--format",
+         "processbench", "--output", str(out), "--model", str(backbone), "--num_train_epochs", "1",
+         "--per_device_train_batch_size", "8", "--disable_tqdm", "true", "--save_strategy", "no", "--push_to_hub",
+         "--hub_model_id", "alice/trained-head", "--report_to", "none"],
+        capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    meta = hub_server.store.meta("model", "alice/trained-head")
+    files = hub_server.store.files("model", "alice/trained-head", meta["commits"][-1])
+    assert {"model.safetensors", "config.json", "README.md", "tokenizer.json"} <= set(files)
+    assert json.loads(files["config.json"].read_text())["head_only"] is True
+    card = ModelCard.load(files["README.md"])
+    assert "self-supervised process reward model" in card.text and "**head only**" in card.text
+    assert "fine-tuned version" not in card.text  # not the Trainer's generic card
+    assert card.data.eval_results == hub.load_eval_results(EVAL_FIXTURE)
+    assert card.data.pipeline_tag == "text-classification" and "sprm" in card.data.tags
