@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from ..aggregation import first_error_step
-from ..answers import answer_key
+from ..answers import answer_keys
 
 METRIC_PATH = str(Path(__file__).parent / "sprm_processbench")
 DEFAULT_THRESHOLDS = tuple(round(0.01 * i, 2) for i in range(1, 100))  # 0.01, 0.02, ..., 0.99
@@ -209,7 +209,8 @@ def majority_vote_accuracy(
     weights: Sequence[Sequence[float]] | None = None,
 ) -> float:
     """Majority-vote (self-consistency) accuracy: per group of samples, the most frequent final answer wins (numbers
-    compare by value, ``"1,000"`` == ``"1000"``; None = no answer, no vote; on a tie the answer seen first) and
+    compare by value, ``"1,000"`` == ``"1000"``, other answers by `answers.answers_match` (math-verify); None = no
+    answer, no vote; on a tie the answer seen first) and
     the group is as correct as a sample giving that answer; a group without answers counts as wrong. ``weights``
     (e.g. solution scores) turn it into a weighted vote. ``n``: vote within MetaStone-S1's disjoint groups of n
     samples (as ``best_of_n_accuracy``, so the two compare); None = one vote over all samples of a question.
@@ -226,9 +227,8 @@ def majority_vote_accuracy(
         for group in groups:
             votes: Counter = Counter()
             first_sample: dict[str, int] = {}
-            for i in group:
-                if a[i] is not None:
-                    key = answer_key(a[i])
+            for i, key in zip(group, answer_keys([a[i] for i in group])):
+                if key is not None:
                     votes[key] += w[i]
                     first_sample.setdefault(key, i)
             if not votes:
