@@ -4,7 +4,7 @@ against math-verify alone, on the same pairs: do they give the same verdicts, an
     python -m benchmarks.answer_equivalence --gsm8k ../shared/data/gsm8k/test.jsonl   # -> results/answer_equivalence.json
 
 Pairs, for each GSM8K reference answer r: the same value spelled as written, ``r.0``, ``$r``, ``r.`` and (for
-r >= 1000) with thousands separators, each against r (should match); r + 1 and r / 10 against r (should not).
+r >= 1000) with thousands separators, each against r (should match); r + 1 and r / 10, written exactly, against r (should not).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ def spellings(reference: str) -> tuple[list[str], list[str]]:
     same = [plain, f"{plain}.0", f"${plain}", f"{plain}."]
     if abs(value) >= 1000 and value == int(value):
         same.append(f"{int(value):,}")
-    other = [format(value + 1, "g"), format(value / 10, "g")]
+    exact = (lambda v: str(int(v)) if v == int(v) else repr(v))
+    other = [exact(value + 1), exact(value / 10)]
     return same, other
 
 
@@ -47,7 +48,7 @@ def main() -> None:
         same, other = spellings(reference)
         pairs += [(s, reference) for s in same] + [(o, reference) for o in other]
         expected += [True] * len(same) + [False] * len(other)
-    start_machine = machine()
+    start_machine, start_git = machine(), git_state()  # before the run: the tree may change while it runs
 
     def fast(a: str, b: str) -> bool:
         return numbers_match(normalize_number(a), normalize_number(b))
@@ -60,7 +61,7 @@ def main() -> None:
     result = {
         "command": f"python -m benchmarks.answer_equivalence --gsm8k {path}" + (f" --limit {args.limit}" if args.limit else ""),
         "machine": start_machine,
-        **git_state(),
+        **start_git,
         "problems": len(answers),
         "pairs": len(pairs),
         "fast_path": {"seconds": round(fast_s, 4), "us_per_pair": round(1e6 * fast_s / len(pairs), 2),
