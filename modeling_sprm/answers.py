@@ -98,9 +98,10 @@ def _normalized_text(answer: str) -> str:
 
 
 def numbers_match(a: str, b: str) -> bool:
-    """Two normalised numbers (`normalize_number`) agree within 1e-6 relative."""
-    x, y = float(a), float(b)
-    return abs(x - y) <= 1e-6 * max(1.0, abs(x), abs(y))
+    """Two normalised numbers (`normalize_number`) are equal after rounding to 6 decimal places (math-verify's
+    ``float_rounding``, so both rules give the same verdicts: ``1450001`` is not ``1450000``, ``0.333333`` is
+    ``1/3``)."""
+    return round(Fraction(a), 6) == round(Fraction(b), 6)
 
 
 def _parse_math(answer: str):

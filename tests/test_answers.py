@@ -68,3 +68,9 @@ def test_without_math_verify_numbers_and_text_still_match(monkeypatch):
     monkeypatch.setitem(sys.modules, "math_verify", None)  # a checkpoint's remote code without this package
     assert answers_match("1,000", "1000") and answers_match("(A) red", "(a)  red")
     assert not answers_match(r"\frac{1}{2}", "0.5")
+
+
+def test_numbers_round_as_math_verify_does():
+    # the old 1e-6 relative tolerance matched large numbers one apart (found by benchmarks/answer_equivalence.py)
+    assert not answers_match("1450001", "1,450,000") and not answers_match("2880001", "2880000")
+    assert answers_match("0.333333", "1/3") and answers_match("1,000.0", "1000")
