@@ -17,18 +17,21 @@ from pathlib import Path
 
 from huggingface_hub import ModelCard, SpaceCard
 
-from ..cards import (  # noqa: F401  (re-exported: sprm push's names since the cards moved to the library)
+from ..cards import (
     EVAL_RESULTS_FILE,
     SPACE_MODEL_VARIABLE,
     TRAINING_FILE,
     HubError,
-    eval_tables,
     load_eval_results,
     load_training_info,
     render_model_card,
     render_space_card,
-    training_lines,
 )
+
+__all__ = [  # the cards' names stay importable from here, where `sprm push` had them before they moved
+    "EVAL_RESULTS_FILE", "TRAINING_FILE", "HubError", "build_model_folder", "build_space_folder", "build_wheel",
+    "load_eval_results", "load_training_info", "push", "render_model_card", "render_space_card",
+]
 
 # ----------------------------------------------------------------------------------------------------------------
 # Repo folders
@@ -107,9 +110,14 @@ def build_wheel(out_dir: Path) -> Path:
         raise HubError("sprm push --space-id builds the wheel the Space installs from the package's source checkout "
                        "(pyproject.toml), and this package was installed without one: run it from a checkout")
     out_dir.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
-               "--disable-pip-version-check", "-w", str(out_dir), str(root)]
-    run = subprocess.run(command, capture_output=True, text=True)
+    with tempfile.TemporaryDirectory(prefix="sprm-wheel-") as tmp:
+        # a clean copy: setuptools builds in the source tree and would leave (and later reuse) build/ there
+        source = Path(tmp) / "src"
+        shutil.copytree(root, source, ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "*.pyc", "test-artifacts", ".cache"))
+        command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
+                   "--disable-pip-version-check", "-w", str(out_dir), str(source)]
+        run = subprocess.run(command, capture_output=True, text=True)
     wheels = sorted(out_dir.glob("modeling_sprm-*.whl"))
     if run.returncode != 0 or not wheels:
         raise HubError(f"building the package wheel failed: {(run.stderr or run.stdout).strip()[-500:]}")
