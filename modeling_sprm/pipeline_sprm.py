@@ -6,11 +6,14 @@ Inputs (one, or a list, or a dataset / generator streamed through the pipeline):
 * ``{"question": str, "steps": [str, ...]}``: the steps as given, joined canonically;
 * ``{"question": str, "solutions": [str, ...]}``: several solutions; the output is a list, one record each;
 * ``{"text": str}``: an already formatted trace (e.g. a whole chat with ``<think>...</think>``), scored as is;
+* a TRL stepwise-supervision row ``{"prompt": str, "completions": [str, ...]}`` (``labels`` ignored) and a
+  ``modeling_sprm.data`` record (its None fields absent): every row the trainers take (`scoring_fields`);
 * ``{"question": str}`` alone: **generate and score** (Best-of-N, ``generation.best_of_n``): ``mode="low"`` /
   ``"medium"`` / ``"high"`` (N = 2 / 8 / 32, MetaStone-S1; "low" by default) or ``num_candidates=N``, with the
   sampling options ``temperature`` (0.6), ``top_p`` (0.95), ``top_k``, ``repetition_penalty``,
   ``max_new_tokens`` (512), ``generation_batch_size``, ``seed``, and ``answer_extractor`` ("auto", "gsm8k",
   "boxed" or a callable), ``progress_callback``. Step scores come from the features captured while sampling.
+  Only a dict holding ``question`` alone generates: a solution field that is None is an error, not generation.
 
 Output per scored solution: an ``outputs.ScoredSolution`` (a dataclass that is also a dict)::
 
