@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 
 import torch
 from transformers import AutoTokenizer
@@ -14,8 +13,8 @@ from transformers import AutoTokenizer
 from .arguments import QUANTIZATIONS, ModelArguments
 from .backbones import EMBEDDED_BACKBONE_ID, resolve_backbone
 from .modeling_sprm import SPRMForStepScoring
+from .registration import DEFAULT_HEAD_DIR, register
 
-DEFAULT_HEAD_DIR = Path(__file__).parent / "default_head"
 DEFAULT_MODEL_NAME = "sprm-default (SmolLM2-135M-Instruct + SPRM head)"
 
 
@@ -106,8 +105,6 @@ def load_model(args: ModelArguments, warn: bool = True) -> tuple[SPRMForStepScor
     """`load_model_and_tokenizer` from `ModelArguments` (what every command calls); registers the ``sprm`` model
     type and the ``"step-scoring"`` task, and prints `untrained_head_warning` to stderr when the head is
     untrained."""
-    from .registration import register
-
     register()
     model, tokenizer, name = load_model_and_tokenizer(
         args.model, args.quantization, args.dtype, args.device_map, args.device

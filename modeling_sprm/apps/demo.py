@@ -40,7 +40,7 @@ from ..generation import MODES as GENERATION_MODES
 from ..generation import best_of_n
 from ..loading import untrained_head_warning
 from ..outputs import ScoredSolution
-from ..pipeline_sprm import StepScoringPipeline
+from ..evaluation.report import scoring_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -306,7 +306,7 @@ class DemoScorer:
 
     def __init__(self, model, tokenizer, model_name: str, limits: DemoLimits = DemoLimits()):
         self.model, self.tokenizer, self.model_name, self.limits = model.eval(), tokenizer, model_name, limits
-        self.pipe = StepScoringPipeline(model=model, tokenizer=tokenizer)
+        self.pipe = scoring_pipeline(model, tokenizer)  # stays on the device the model was loaded on
 
     @property
     def config(self):

@@ -4,7 +4,6 @@ arguments are `TrainScriptArguments` (the data), `ModelArguments` (the model) an
 from __future__ import annotations
 
 import dataclasses
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -23,14 +22,17 @@ from .trainer import SCORE_PLOT_NAME, TRAINERS, TRAINING_LOG_NAME, SPRMTrainer
 
 
 def load_for_training(
-    model_name_or_path: str | None = None, dtype: str | torch.dtype | None = None
+    model_name_or_path: str | None = None, dtype: str | torch.dtype | None = None, device_map: str | dict | None = None
 ) -> tuple[SPRMForStepScoring, Any]:
     """``(model, tokenizer)`` to train: an SPRM checkpoint (training continues from its head), or a causal LM (a
-    fresh head is attached); None = the embedded SmolLM2-135M-Instruct backbone. The Trainer places the model."""
+    fresh head is attached); None = the embedded SmolLM2-135M-Instruct backbone. The Trainer places the model, unless
+    ``device_map`` spreads the backbone over devices (accelerate; the Trainer then leaves it where it is)."""
     reference = model_name_or_path or EMBEDDED_BACKBONE_ID
     location = resolve_backbone(reference)
     config, _ = PretrainedConfig.get_config_dict(str(location))
     kwargs = {} if dtype is None else {"dtype": torch_dtype(dtype)}
+    if device_map is not None:
+        kwargs["device_map"] = device_map
     if config.get("model_type") == "sprm":
         model = SPRMForStepScoring.from_pretrained(location, **kwargs)
         return model, load_tokenizer(model, str(location))
@@ -39,15 +41,17 @@ def load_for_training(
 
 
 def split_records(records: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """A seeded random ``(train, held_out)`` split with ``round(fraction * n)`` held-out records (at least 1)."""
+    """A seeded random ``(train, held_out)`` split with ``round(fraction * n)`` held-out records (at least 1), drawn
+    by ``datasets``' ``train_test_split`` over the record indices (the records keep their order and Python values)."""
+    import datasets
+
     if not 0 < fraction < 1:
         raise ValueError(f"the held-out fraction must be in (0, 1), got {fraction}")
-    order = list(range(len(records)))
-    random.Random(seed).shuffle(order)
     n_out = max(1, round(fraction * len(records)))
     if n_out >= len(records):
         raise ValueError(f"cannot hold out {n_out} of {len(records)} records")
-    held = set(order[:n_out])
+    parts = datasets.Dataset.from_dict({"i": list(range(len(records)))}).train_test_split(test_size=n_out, seed=seed)
+    held = set(parts["test"]["i"])
     return [r for i, r in enumerate(records) if i not in held], [r for i, r in enumerate(records) if i in held]
 
 
@@ -58,9 +62,12 @@ def train_head(
     labels: str = "outcome",
     model_name_or_path: str | None = None,
     dtype: str | None = None,
+    device_map: str | None = None,
     eval_data: str | None = None,
     eval_fraction: float = 0.0,
     limit: int | None = None,
+    split: str | None = None,
+    eval_split: str | None = None,
     resume_from_checkpoint: str | bool | None = None,
     log: Callable[[str], None] = print,
 ) -> SPRMTrainer:
@@ -73,16 +80,16 @@ def train_head(
 
     if labels not in TRAINERS:
         raise ValueError(f"labels must be one of {LABEL_KINDS}, got {labels!r}")
-    records = load_records(data, format)[:limit]
+    records = load_records(data, format, split=split)[:limit]
     log(f"Loaded {len(records)} records from {data} ({format}).")
     eval_records = None
     if eval_data is not None:
-        eval_records = load_records(eval_data, format)[:limit]
+        eval_records = load_records(eval_data, format, split=eval_split)[:limit]
         log(f"Loaded {len(eval_records)} evaluation records from {eval_data}.")
     elif eval_fraction:
         records, eval_records = split_records(records, eval_fraction, args.seed)
         log(f"Held out {len(eval_records)} of the records for evaluation (seed {args.seed}).")
-    model, tokenizer = load_for_training(model_name_or_path, dtype)
+    model, tokenizer = load_for_training(model_name_or_path, dtype, device_map)
     name = model.config.backbone_name_or_path
     where = "a frozen" if not args.unfreeze_backbone else "a trained"
     log(f"Training the SPRM head on {where} {name} backbone with the {args.loss or TRAINERS[labels].default_loss!r} "
@@ -93,7 +100,8 @@ def train_head(
         train_dataset=records,
         eval_dataset=eval_records,
         processing_class=tokenizer,
-        data_description={"path": str(data), "format": format, "records": len(records), "limit": limit},
+        data_description={"path": str(data), "format": format, "split": split, "records": len(records),
+                          "limit": limit},
     )
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     if eval_records is not None:
@@ -120,9 +128,16 @@ class TrainScriptArguments:
             "choices": LABEL_KINDS,
         },
     )
+    split: str | None = field(
+        default=None,
+        metadata={"help": "The part of --data to train on: a split of a Hub id or saved DatasetDict (required when "
+                  "it has several), a file {split}.jsonl of a folder, a benchmark split or task; comma-separated for "
+                  "several."},
+    )
     eval_data: str | None = field(
         default=None, metadata={"help": "Held-out data in the same format, for the score curves and metrics."}
     )
+    eval_split: str | None = field(default=None, metadata={"help": "--split of --eval-data."})
     eval_fraction: float = field(
         default=0.0, metadata={"help": "Without --eval-data, hold out this fraction of --data (seeded by --seed)."}
     )
@@ -138,11 +153,26 @@ class TrainScriptArguments:
     )
 
 
+def training_device(device: str | None, training_args: SPRMTrainingArguments) -> SPRMTrainingArguments:
+    """``--device`` for training: the Trainer places the model itself (the GPU when there is one, under torchrun the
+    process's own), so ``cpu`` is its ``use_cpu`` and ``cuda`` its default; another GPU is chosen with
+    ``CUDA_VISIBLE_DEVICES``."""
+    if device is None or device == "cuda" and torch.cuda.is_available():
+        return training_args
+    if device == "cpu":
+        return dataclasses.replace(training_args, use_cpu=True)
+    if device == "cuda":
+        raise ValueError("--device cuda: no GPU is available here")
+    raise ValueError(f"--device {device}: sprm train runs on cpu or cuda (the Trainer's GPU); choose another GPU "
+                     "with CUDA_VISIBLE_DEVICES, or spread the backbone with --device_map")
+
+
 def main(script_args: TrainScriptArguments, model_args: ModelArguments, training_args: SPRMTrainingArguments):
     """``sprm train``: `train_head` with the parsed arguments (held-out data turns on evaluation every epoch)."""
-    for name in ("quantization", "device", "device_map"):
-        if getattr(model_args, name) is not None:
-            raise ValueError(f"--{name} is not used by sprm train (the Trainer places the model: see --use_cpu)")
+    if model_args.quantization is not None:
+        raise ValueError("--quantization does not go with sprm train: transformers' Trainer does not train a model "
+                         "whose weights are quantized")
+    training_args = training_device(model_args.device, training_args)
     if not training_args.output_dir:
         raise ValueError("--output (the checkpoint folder) is required")
     held_out = script_args.eval_data is not None or script_args.eval_fraction > 0
@@ -160,9 +190,12 @@ def main(script_args: TrainScriptArguments, model_args: ModelArguments, training
         labels=script_args.labels,
         model_name_or_path=model_args.model,
         dtype=model_args.dtype,
+        device_map=model_args.device_map,
         eval_data=script_args.eval_data,
         eval_fraction=script_args.eval_fraction,
         limit=script_args.limit,
+        split=script_args.split,
+        eval_split=script_args.eval_split,
         resume_from_checkpoint=resume,
     )
 

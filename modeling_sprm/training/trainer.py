@@ -432,6 +432,27 @@ class SPRMTrainer(Trainer):
             self.state.log_history, Path(output_dir) / SCORE_PLOT_NAME, title=f"{self.loss_name} ({self.label_kind} labels)"
         )
 
+    def create_model_card(self, license: str | None = None, model_name: str | None = None, **kwargs) -> None:
+        """Write the package's model card (`modeling_sprm.cards.render_model_card`) to ``README.md`` in the output
+        folder, instead of the Trainer's generic one: `Trainer.push_to_hub` (``sprm train --push_to_hub``) uploads it
+        with the checkpoint. Its ``model-index`` comes from ``eval_results.json`` in the output folder when the
+        experiment wrote one there (none is invented); ``datasets`` from the training data when it is a Hub id.
+        The Trainer's other card arguments (``tags``, ``tasks``, ...) do not apply to it."""
+        if not self.is_world_process_zero():
+            return
+        from ..backbones import EMBEDDED_BACKBONE_ID, smollm2_wheel_dir
+        from ..cards import EVAL_RESULTS_FILE, TRAINING_FILE, load_eval_results, load_training_info, render_model_card
+
+        output_dir = Path(self.args.output_dir)
+        results = load_eval_results(output_dir / EVAL_RESULTS_FILE) if (output_dir / EVAL_RESULTS_FILE).is_file() else []
+        training = load_training_info(output_dir / TRAINING_FILE) if (output_dir / TRAINING_FILE).is_file() else {}
+        model = self.accelerator.unwrap_model(self.model)
+        repo_id = self.args.hub_model_id or getattr(self, "hub_model_id", None) or model_name or output_dir.name
+        embedded = model.config.backbone_name_or_path == EMBEDDED_BACKBONE_ID and smollm2_wheel_dir() is not None
+        card = render_model_card(model.config, repo_id, results, training, embedded_backbone=embedded,
+                                 license=license or "apache-2.0", head_only=not self.args.unfreeze_backbone)
+        card.save(output_dir / "README.md")
+
     def _issue_warnings_after_load(self, load_result: Any) -> None:
         # Resuming from a head-only checkpoint: the backbone keys are missing on purpose, the head's must not be.
         missing_head = [k for k in load_result.missing_keys if k.startswith(HEAD_PREFIX)]
