@@ -39,7 +39,7 @@ from ..data import gsm8k_reference
 from ..generation import MODES as GENERATION_MODES
 from ..generation import best_of_n
 from ..loading import untrained_head_warning
-from ..outputs import ScoredSolution
+from ..outputs import UNSCORED_REASONS, ScoredSolution
 from ..pipeline_sprm import StepScoringPipeline
 
 logger = logging.getLogger(__name__)
@@ -219,7 +219,25 @@ def summary_html(result: dict, threshold: float, aggregation: str) -> str:
     parts.append(f"Solution score = {aggregation.replace('_', ' ')} of the step scores.")
     if result["truncated"]:
         parts.append("The input was longer than the model's context: steps after the cut are not scored.")
-    return note_html(" ".join(parts)) + legend_html(threshold)
+    return note_html(" ".join(parts)) + unscored_html(result.get("unscored", [])) + legend_html(threshold)
+
+
+def unscored_html(unscored: list[dict]) -> str:
+    """The text that got no score (`outputs.UnscoredText`: outside the scored span, cut off, in no step), each
+    part with its reason and character range, so that nothing is dropped silently."""
+    if not unscored:
+        return ""
+    items = "".join(
+        f'<li data-start="{u["start"]}" data-end="{u["end"]}">characters {u["start"]}–{u["end"]}, '
+        f'{html.escape(UNSCORED_REASONS[u["reason"]])}: <q>{html.escape(_shorten(u["text"], 160))}</q></li>'
+        for u in unscored
+    )
+    return f'<div class="sprm-note sprm-unscored"><b>Not scored:</b><ul>{items}</ul></div>'
+
+
+def _shorten(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def step_plot(steps: list[dict], threshold: float, first_error: int | None) -> Figure | None:
@@ -588,7 +606,8 @@ def build_demo(
                 firsts = {p: first_error_step([s["score"] for s in parts[p]], t) for p in parts}
                 views = [steps_html(parts[p], firsts[p], t) for p in ("think", "response")]
                 scores = [round(result["part_scores"][p], 4) if parts[p] else None for p in ("think", "response")]
-                return (*scores, (note_html(note.strip()) if note else "") + legend_html(t), *views)
+                note = (note_html(note.strip()) if note else "") + unscored_html(result["unscored"])
+                return (*scores, note + legend_html(t), *views)
 
             think_button.click(
                 on_think,
