@@ -31,7 +31,8 @@ from pathlib import Path
 
 from benchmarks._common import git_state, machine, write_result
 
-QUESTION = "A shop sells pencils at 3 dollars each. Tom buys some pencils and pays 2 dollars less than 3 times 14. How many pencils does he buy?"
+QUESTION = ("A shop sells pencils at 3 dollars each. Tom buys some pencils and pays 2 dollars less than 3 times 14. "
+            "How many pencils does he buy?")
 STEP = "Three times 14 is 3 * 14 = 42 dollars, and 2 dollars less is 42 - 2 = 40 dollars."
 SIZES = {  # name: (characters of the solution, share of the clients)
     "small": (300, 0.6),

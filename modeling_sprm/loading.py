@@ -113,7 +113,9 @@ def checkpoint_problems(folder: str | os.PathLike, hashes: bool = False) -> list
 def checkpoints(output_dir: str | os.PathLike) -> list[Path]:
     """The ``checkpoint-N`` folders of a training output folder, newest (highest N) first."""
     output_dir = Path(output_dir)
-    found = [p for p in output_dir.iterdir() if p.is_dir() and _CHECKPOINT.fullmatch(p.name)] if output_dir.is_dir() else []
+    if not output_dir.is_dir():
+        return []
+    found = [p for p in output_dir.iterdir() if p.is_dir() and _CHECKPOINT.fullmatch(p.name)]
     return sorted(found, key=lambda p: int(p.name.split("-")[1]), reverse=True)
 
 
@@ -150,14 +152,10 @@ def check_model_folder(path: str | os.PathLike, hashes: bool = False) -> None:
     if not folder.is_dir():
         what = "a file" if folder.exists() else "not found"
         raise ModelLoadError(f"{folder} is {what}; expected an SPRM model folder (config.json, model.safetensors)")
-    problems = manifest_problems(folder, hashes)
+    is_checkpoint = _CHECKPOINT.fullmatch(folder.name)
+    problems = checkpoint_problems(folder, hashes) if is_checkpoint else manifest_problems(folder, hashes)
     if problems:
-        raise ModelLoadError(f"{folder} is incomplete or damaged: {'; '.join(problems)} (see {MANIFEST_NAME})")
-    if problems is None and _CHECKPOINT.fullmatch(folder.name) and not (folder / TRAINER_STATE_NAME).is_file():
-        raise ModelLoadError(
-            f"{folder} is an incomplete Trainer checkpoint: no {TRAINER_STATE_NAME} and no {MANIFEST_NAME} (its save "
-            "was interrupted); use an earlier checkpoint"
-        )
+        raise ModelLoadError(f"{folder} is incomplete or damaged: {'; '.join(problems)}")
     config_path = folder / "config.json"
     if not config_path.is_file():
         if checkpoints(folder) or (folder / STAGING_DIR).exists():
@@ -187,7 +185,7 @@ def check_model_folder(path: str | os.PathLike, hashes: bool = False) -> None:
                 raise ModelLoadError(f"{folder} is incomplete: missing {shard}, listed in {index.name}")
             _check_safetensors(folder / shard)
     else:
-        raise ModelLoadError(f"{folder} has no model.safetensors (nor model.safetensors.index.json); expected the weights")
+        raise ModelLoadError(f"{folder} has no model.safetensors (nor an index of shards); expected the weights")
 
 
 def default_device() -> str:

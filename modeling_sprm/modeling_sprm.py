@@ -436,7 +436,7 @@ class SPRMForStepScoring(PreTrainedModel, GenerationMixin):
         step NaN, which reads as "no error". (Quantized weights are integers: nothing to check.)"""
         for name, tensor in [*self.named_parameters(), *self.named_buffers()]:
             if tensor.is_floating_point() and tensor.device.type != "meta" and not torch.isfinite(tensor).all():
-                raise ValueError(f"{path} holds non-finite weights (NaN or infinity) in {name}; expected finite weights")
+                raise ValueError(f"{path} holds non-finite weights (NaN or infinity) in {name}; expected finite ones")
         return self
 
 

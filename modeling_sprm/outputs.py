@@ -27,6 +27,10 @@ UNSCORED_REASONS = {
 }
 
 
+class NonFiniteScoreError(ValueError):
+    """A score that is NaN or infinite: an error, never a result (NaN compares as "no error" against a threshold)."""
+
+
 class DictOutput(dict):
     """Base of the result dataclasses: every field is also a dict item, kept in step with the attribute."""
 
@@ -154,14 +158,14 @@ class ScoredSolution(DictOutput):
     ) -> "ScoredSolution":
         """The result of one scored trace: ``step_scores`` are the scores of its scored steps in order (steps
         cut off by truncation have none); ``score`` the model's solution score; ``rules`` how the trace was cut
-        into steps (default `StepRules`; ``score_span`` replaces its own). A non-finite score is a ValueError:
-        NaN compares as no error."""
+        into steps (default `StepRules`; ``score_span`` replaces its own). A non-finite score raises a
+        `NonFiniteScoreError`."""
         for i, value in [*enumerate(step_scores), ("solution", score)]:
             if not math.isfinite(value):
                 where = f"step {i}" if i != "solution" else "the solution"
-                raise ValueError(
-                    f"the model gave a non-finite score ({value}) for {where}: its weights or activations overflow "
-                    "(try --dtype float32); no score is reported"
+                raise NonFiniteScoreError(
+                    f"the model gave a non-finite score ({value}) for {where}: its weights or activations "
+                    "overflow; no score is reported"
                 )
         scored = iter(step_scores)
         steps = [
@@ -306,6 +310,7 @@ __all__ = [
     "DictOutput",
     "EvaluationReport",
     "GroupMetrics",
+    "NonFiniteScoreError",
     "ScoredSolution",
     "StepScore",
     "StepSearchResult",

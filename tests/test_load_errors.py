@@ -91,7 +91,7 @@ def one_line_error(capsys, argv) -> str:
         main(argv)
     err = capsys.readouterr().err
     assert exit_info.value.code == 2, err
-    lines = [line for line in err.splitlines() if line.strip() and not line.startswith("Loading weights")]
+    lines = [line for line in err.splitlines() if line.strip() and "%|" not in line]  # progress bars aside
     assert len(lines) == 1 and lines[0].startswith("sprm: error: "), err
     assert "Traceback" not in err
     return lines[0]
@@ -128,6 +128,9 @@ def test_a_non_finite_score_is_an_error_and_json_stays_strict(folders, capsys):
     """Finite but huge weights overflow to NaN scores: an error naming the cause, never a bare NaN in --json."""
     line = one_line_error(capsys, ["score", "--model", str(folders["huge"]), "--json", "--question", QUESTION,
                                    "--solution", SOLUTION])
+    assert "non-finite score" in line
+    line = one_line_error(capsys, ["eval", "--model", str(folders["huge"]), "--json", "--data",
+                                   str(FIXTURES / "processbench"), "--format", "processbench", "--limit", "1"])
     assert "non-finite score" in line
 
 

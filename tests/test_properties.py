@@ -94,7 +94,8 @@ def test_a_text_and_its_step_list_score_the_same(tiny_sprm, steps):
     solution, _ = join_steps(steps, pipe.sprm_processor.rules)
     from_text = pipe({"question": question, "solution": solution})
     from_steps = pipe({"question": question, "steps": steps})
-    assert [s.text for s in from_text.steps] == [s.text for s in from_steps.steps] and len(from_text.steps) == len(steps)
+    assert [s.text for s in from_text.steps] == [s.text for s in from_steps.steps]
+    assert len(from_text.steps) == len(steps)
     assert [s.score for s in from_text.steps] == pytest.approx([s.score for s in from_steps.steps], abs=1e-6)
     assert from_text.score == pytest.approx(from_steps.score, abs=1e-6)
 

@@ -44,7 +44,8 @@ def test_checkpoints_are_complete_and_resume_takes_the_newest_complete_one(tiny_
         manifest = json.loads((folder / MANIFEST_NAME).read_text())
         assert "model.safetensors" in manifest["files"] and "config.json" in manifest["files"]
         check_model_folder(folder, hashes=True)
-    assert {"trainer_state.json", "optimizer.pt"} <= set(json.loads((out / "checkpoint-6" / MANIFEST_NAME).read_text())["files"])
+    listed = json.loads((out / "checkpoint-6" / MANIFEST_NAME).read_text())["files"]
+    assert {"trainer_state.json", "optimizer.pt", "rng_state.pth"} <= set(listed)
     assert checkpoint_problems(out / "checkpoint-6", hashes=True) == []
     assert not (out / STAGING_DIR).exists()
 

@@ -50,7 +50,8 @@ def test_sigkill_during_a_checkpoint_save_then_resume_gives_the_uninterrupted_he
                                stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
     while not staged.exists():  # the save of checkpoint-4 has begun
-        assert process.poll() is None, "the run ended before its second checkpoint save: " + process.stderr.read().decode()[-2000:]
+        if process.poll() is not None:
+            pytest.fail("the run ended before its second checkpoint save: " + process.stderr.read().decode()[-2000:])
         assert time.monotonic() < deadline, "no checkpoint save within 300 s"
         time.sleep(0.001)
     os.kill(process.pid, signal.SIGKILL)

@@ -708,16 +708,20 @@ def _check_utf8(argv: list[str]) -> None:
         try:
             value.encode("utf-8")
         except UnicodeEncodeError as err:
-            flag = next((a for a in reversed(argv[:i]) if a.startswith("--")), None) if not value.startswith("-") else None
+            flag = None if value.startswith("-") else next((a for a in reversed(argv[:i]) if a.startswith("--")), None)
             what = f"the value of {flag}" if flag else f"the argument {value.encode('utf-8', 'replace').decode()!r}"
             _fail(f"{what} is not valid UTF-8 (byte {err.object[err.start].encode('utf-8', 'surrogateescape')!r} at "
                   f"character {err.start}); expected UTF-8 text")
 
 
-def _model_load_error() -> type | tuple:
-    """`loading.ModelLoadError` when the loading module was imported (a load may have failed), else ``()``."""
-    loading = sys.modules.get(__name__.rsplit(".", 2)[0] + ".loading")
-    return loading.ModelLoadError if loading is not None else ()
+def _fault_errors() -> tuple[type, ...]:
+    """The errors that are a damaged input, not a bug, of the modules imported so far (a module not imported
+    raised nothing): `loading.ModelLoadError` (a model folder that cannot be loaded) and
+    `outputs.NonFiniteScoreError` (a NaN or infinite score)."""
+    package = __name__.rsplit(".", 2)[0]
+    found = [(sys.modules.get(f"{package}.{module}"), name)
+             for module, name in (("loading", "ModelLoadError"), ("outputs", "NonFiniteScoreError"))]  # fmt: skip
+    return tuple(getattr(module, name) for module, name in found if module is not None)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -732,9 +736,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"sprm: error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
     except Exception as err:
-        if not isinstance(err, _model_load_error()):
+        if not isinstance(err, _fault_errors()):
             raise
-        print(f"sprm: error: {err}", file=sys.stderr)  # a model folder that cannot be loaded: one line, no traceback
+        print(f"sprm: error: {err}", file=sys.stderr)  # a damaged model or a NaN score: one line, no traceback
         raise SystemExit(2) from None
 
 

@@ -480,7 +480,8 @@ class SPRMTrainer(Trainer):
                 shutil.rmtree(final)
             os.replace(staged, final)
             staged.parent.rmdir()
-            rotate_checkpoints(str(run_dir), self.args.save_total_limit, self.state.best_model_checkpoint, use_mtime=True)
+            limit, best = self.args.save_total_limit, self.state.best_model_checkpoint
+            rotate_checkpoints(str(run_dir), limit, best, use_mtime=True)
         self.accelerator.wait_for_everyone()
 
     def _issue_warnings_after_load(self, load_result: Any) -> None:
