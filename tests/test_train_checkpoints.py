@@ -5,21 +5,13 @@ afresh); an empty training file is an error that leaves no folder behind."""
 import json
 
 import pytest
-from conftest import FIXTURES, make_tiny_backbone
+from conftest import FIXTURES
 
 from modeling_sprm.apps.cli import main
 from modeling_sprm.loading import MANIFEST_NAME, STAGING_DIR, check_model_folder, checkpoint_problems
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 QUICK = ["--per_device_train_batch_size", "8", "--disable_tqdm", "true", "--report_to", "none"]
-
-
-@pytest.fixture(scope="module")
-def tiny_backbone(tmp_path_factory, smollm2_tokenizer):
-    path = tmp_path_factory.mktemp("tiny-backbone")
-    make_tiny_backbone(len(smollm2_tokenizer), smollm2_tokenizer.pad_token_id).save_pretrained(path)
-    smollm2_tokenizer.save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -10,18 +10,10 @@ import time
 
 import pytest
 import torch
-from conftest import FIXTURES, ROOT, make_tiny_backbone
+from conftest import FIXTURES, ROOT
 from safetensors.torch import load_file
 
 from modeling_sprm.loading import STAGING_DIR
-
-
-@pytest.fixture(scope="module")
-def tiny_backbone(tmp_path_factory, smollm2_tokenizer):
-    path = tmp_path_factory.mktemp("tiny-backbone")
-    make_tiny_backbone(len(smollm2_tokenizer), smollm2_tokenizer.pad_token_id).save_pretrained(path)
-    smollm2_tokenizer.save_pretrained(path)
-    return path
 
 
 def sprm_train(tiny_backbone, features, out, *extra) -> list[str]:
