@@ -120,8 +120,12 @@ def test_good_folder_loads(folders, capsys):
 
 
 def test_from_pretrained_refuses_non_finite_weights(folders):
-    with pytest.raises(ValueError, match="non-finite"):
+    from transformers import AutoModel
+
+    with pytest.raises(ValueError, match="non-finite weights .* in score_head.0.weight"):
         SPRMForStepScoring.from_pretrained(folders["nan"])
+    with pytest.raises(ValueError, match="non-finite"):
+        AutoModel.from_pretrained(folders["nan"])
 
 
 def test_a_non_finite_score_is_an_error_and_json_stays_strict(folders, capsys):
