@@ -19,9 +19,12 @@ Output per scored solution: an ``outputs.ScoredSolution`` (a dataclass that is a
 
     {"steps": [{"text": str, "score": float | None, "part": "think" | "response"}],
      "score": float, "first_error_step": int | None, "truncated": bool, "no_steps": bool,
-     "part_scores": {"think": float, "response": float}}   # only with score_span="both"
+     "part_scores": {"think": float, "response": float},   # only with score_span="both"
+     "unscored": [{"text": str, "start": int, "end": int, "reason": str}]}
 
-A step's ``score`` is ``None`` when truncation cut it off (``truncated`` is then True); ``first_error_step`` is the
+A step's ``score`` is ``None`` when truncation cut it off (``truncated`` is then True); ``unscored`` lists the text no
+step score covers (outside the scored span, cut off, not in a step) with its character range in the solution (or
+``text``), never dropped silently; a non-finite score is a ValueError. ``first_error_step`` is the
 index of the first step scoring strictly below ``threshold`` (default ``config.threshold``). Per call,
 ``score_span`` ("think", "response", "both") and ``max_length`` override how inputs are encoded, and
 ``aggregation`` ("geometric_mean", "min", ...) how the solution score is made from the step scores. Batched with
@@ -252,6 +255,7 @@ class StepScoringPipeline(Pipeline):
                     aggregation=aggregation or config.aggregation,
                     empty_score=config.empty_solution_score,
                     score_span=score_span or config.score_span,
+                    rules=self.sprm_processor.rules,
                 )
             )
         return results if item["multi"] else results[0]

@@ -43,6 +43,15 @@ def _read_text_file(path: str, what: str) -> str:
         _fail(f"cannot read {what} {path}: {err}")
 
 
+def _print_json(value: Any) -> None:
+    """Print one strict JSON object: a NaN or infinity (which strict parsers reject) is an error, never printed."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except ValueError as err:
+        _fail(f"the result holds a non-finite number ({err}); no JSON is printed")
+    print(text)
+
+
 def _check_threshold(threshold: float | None) -> None:
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         _fail(f"--threshold must be in [0, 1], got {threshold}")
@@ -149,8 +158,10 @@ def run_score(args: ScoreArguments, model_args: ModelArguments) -> None:
         _fail(str(err))
     if result.truncated:
         print("warning: the input is longer than the model's context; steps after the cut are not scored", file=sys.stderr)
+    if result.unscored:
+        print(f"warning: {len(result.unscored)} part(s) of the text are not scored (see \"unscored\")", file=sys.stderr)
     if args.json:
-        print(json.dumps(result.public_json(name), ensure_ascii=False))
+        _print_json(result.public_json(name))
         return
     print(format_score_table(result, name, threshold))
 
@@ -219,6 +230,12 @@ def format_score_table(result: dict, model_name: str, threshold: float) -> str:
         lines.append(f"{i:>4}  {score:>6}  {text[:100]}{'...' if len(text) > 100 else ''}{marker}")
     if result["no_steps"]:
         lines.append("(no steps found)")
+    from ..outputs import UNSCORED_REASONS
+
+    for part in result.get("unscored", []):
+        text = " ".join(part["text"].split())
+        lines.append(f"not scored ({UNSCORED_REASONS[part['reason']]}), chars {part['start']}-{part['end']}: "
+                     f"{text[:100]}{'...' if len(text) > 100 else ''}")
     lines.append(f"solution score: {result['score']:.4f}   model: {model_name}   threshold: {threshold}")
     return "\n".join(lines)
 
@@ -298,7 +315,7 @@ def _run_generation(args: GenerateArguments, model_args: ModelArguments, samplin
             for c in result["candidates"]
         ]
         out["model"] = name
-        print(json.dumps(out, ensure_ascii=False))
+        _print_json(out)
         return
     print(format_generation_table(result, name, threshold))
 
@@ -436,7 +453,10 @@ def run_eval(args: EvalArguments, model_args: ModelArguments) -> None:
     report = evaluate_model(model, tokenizer, records, threshold, args.batch_size, args.max_length)
     report = {**report.to_dict(), "threshold_source": source, "model": name, "data": args.data, "format": args.format,
               "split": args.split}
-    print(json.dumps(report) if args.json else format_eval_table(report))
+    if args.json:
+        _print_json(report)
+    else:
+        print(format_eval_table(report))
 
 
 def format_eval_table(report: dict) -> str:
@@ -785,15 +805,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_utf8(argv: list[str]) -> None:
+    """Arguments that are not valid UTF-8 reach Python with lone surrogates (PEP 383), which no tokenizer takes."""
+    for i, value in enumerate(argv):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as err:
+            flag = None if value.startswith("-") else next((a for a in reversed(argv[:i]) if a.startswith("--")), None)
+            what = f"the value of {flag}" if flag else f"the argument {value.encode('utf-8', 'replace').decode()!r}"
+            _fail(f"{what} is not valid UTF-8 (byte {err.object[err.start].encode('utf-8', 'surrogateescape')!r} at "
+                  f"character {err.start}); expected UTF-8 text")
+
+
+def _fault_errors() -> tuple[type, ...]:
+    """The errors that are a damaged input, not a bug, of the modules imported so far (a module not imported
+    raised nothing): `loading.ModelLoadError` (a model folder that cannot be loaded) and
+    `outputs.NonFiniteScoreError` (a NaN or infinite score)."""
+    package = __name__.rsplit(".", 2)[0]
+    found = [(sys.modules.get(f"{package}.{module}"), name)
+             for module, name in (("loading", "ModelLoadError"), ("outputs", "NonFiniteScoreError"))]  # fmt: skip
+    return tuple(getattr(module, name) for module, name in found if module is not None)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in COMMANDS:
         build_parser().parse_args(argv[:1])  # prints the help, or the error for an unknown command, and exits
     try:
+        _check_utf8(argv)
         parsed = parse_command(argv[0], argv[1:])
         COMMANDS[argv[0]].run(*parsed)
     except CommandError as err:
         print(f"sprm: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except Exception as err:
+        if not isinstance(err, _fault_errors()):
+            raise
+        print(f"sprm: error: {err}", file=sys.stderr)  # a damaged model or a NaN score: one line, no traceback
         raise SystemExit(2) from None
 
 

@@ -193,16 +193,15 @@ def push(
     """
     from ..backbones import EMBEDDED_BACKBONE_ID, smollm2_wheel_dir
     from ..configuration_sprm import SPRMConfig
-    from ..loading import DEFAULT_HEAD_DIR, load_model_and_tokenizer
+    from ..loading import DEFAULT_HEAD_DIR, check_model_folder, load_model_and_tokenizer
 
     _check_repo_id(repo_id, "--repo-id")
     if space_id is not None:
         _check_repo_id(space_id, "--space-id")
     model_dir = Path(model) if model is not None else DEFAULT_HEAD_DIR
-    if not (model_dir / "config.json").is_file():
-        if model is None:
-            raise HubError(f"no trained default head ships with this install ({model_dir} is missing); pass --model")
-        raise HubError(f"--model {model_dir} is not an SPRM checkpoint folder (no config.json)")
+    if model is None and not (model_dir / "config.json").is_file():
+        raise HubError(f"no trained default head ships with this install ({model_dir} is missing); pass --model")
+    check_model_folder(model_dir, hashes=True)  # a ModelLoadError names what is missing or damaged
     config = SPRMConfig.from_pretrained(model_dir)
     if not config.head_is_trained:
         raise HubError(
@@ -235,6 +234,10 @@ def push(
         out = Path(dry_run)
         if out.exists() and (not out.is_dir() or any(out.iterdir())):
             raise HubError(f"--dry-run folder {out} must be empty or not exist")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise HubError(f"cannot create the --dry-run folder {out}: {err.strerror} ({err.filename})") from None
 
     loaded, tokenizer, _ = load_model_and_tokenizer(str(model_dir))
     embedded = config.backbone_name_or_path == EMBEDDED_BACKBONE_ID and smollm2_wheel_dir() is not None

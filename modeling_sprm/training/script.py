@@ -4,18 +4,28 @@ arguments are `TrainScriptArguments` (the data), `ModelArguments` (the model) an
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 from transformers import AutoTokenizer, PretrainedConfig
-from transformers.trainer_utils import IntervalStrategy, get_last_checkpoint
+from transformers.trainer_utils import IntervalStrategy
 
 from ..arguments import ModelArguments
 from ..backbones import EMBEDDED_BACKBONE_ID, resolve_backbone
 from ..data import LOADERS, load_records
-from ..loading import load_tokenizer, torch_dtype
+from ..loading import (
+    STAGING_DIR,
+    ModelLoadError,
+    check_model_folder,
+    checkpoint_problems,
+    checkpoints,
+    load_tokenizer,
+    newest_complete_checkpoint,
+    torch_dtype,
+)
 from ..modeling_sprm import SPRMForStepScoring
 from .arguments import LABEL_KINDS, SPRMTrainingArguments
 from .trainer import SCORE_PLOT_NAME, TRAINERS, TRAINING_LOG_NAME, SPRMTrainer
@@ -29,11 +39,16 @@ def load_for_training(
     ``device_map`` spreads the backbone over devices (accelerate; the Trainer then leaves it where it is)."""
     reference = model_name_or_path or EMBEDDED_BACKBONE_ID
     location = resolve_backbone(reference)
-    config, _ = PretrainedConfig.get_config_dict(str(location))
+    try:
+        config, _ = PretrainedConfig.get_config_dict(str(location))
+    except OSError as err:
+        raise ModelLoadError(f"cannot load the model {reference}: {' '.join(str(err).split())}") from None
     kwargs = {} if dtype is None else {"dtype": torch_dtype(dtype)}
     if device_map is not None:
         kwargs["device_map"] = device_map
     if config.get("model_type") == "sprm":
+        if Path(location).is_dir():
+            check_model_folder(location)
         model = SPRMForStepScoring.from_pretrained(location, **kwargs)
         return model, load_tokenizer(model, str(location))
     model = SPRMForStepScoring.from_backbone(reference, **kwargs)
@@ -81,6 +96,8 @@ def train_head(
     if labels not in TRAINERS:
         raise ValueError(f"labels must be one of {LABEL_KINDS}, got {labels!r}")
     records = load_records(data, format, split=split)[:limit]
+    if not records:
+        raise ValueError(f"{data} holds no records ({format} format); expected at least one to train on")
     log(f"Loaded {len(records)} records from {data} ({format}).")
     eval_records = None
     if eval_data is not None:
@@ -145,10 +162,19 @@ class TrainScriptArguments:
     resume: str | None = field(
         default=None,
         metadata={
-            "help": "Resume from a Trainer checkpoint folder (or, without a value, the last one in --output).",
+            "help": "Resume from a Trainer checkpoint folder, or, without a value, from the newest complete one in "
+            "--output (a checkpoint is complete when every file its manifest lists is there, unchanged). "
+            "--resume_from_checkpoint CHECKPOINT does the same.",
             "nargs": "?",
             "const": "last",
             "metavar": "CHECKPOINT",
+        },
+    )
+    overwrite: bool = field(
+        default=False,
+        metadata={
+            "help": "Start afresh in an --output folder that holds an earlier run: its checkpoint-* folders are "
+            "deleted first (without --resume or --overwrite, a non-empty --output is refused)."
         },
     )
 
@@ -178,26 +204,72 @@ def main(script_args: TrainScriptArguments, model_args: ModelArguments, training
     held_out = script_args.eval_data is not None or script_args.eval_fraction > 0
     if held_out and training_args.eval_strategy == IntervalStrategy.NO:  # score curves after every epoch
         training_args = dataclasses.replace(training_args, eval_strategy=IntervalStrategy.EPOCH)
-    resume = script_args.resume
+    out = Path(training_args.output_dir)
+    speaks = training_args.process_index == 0
+    resume = resume_checkpoint(script_args, training_args, log=print if speaks else lambda message: None)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--output {out} is a file; expected a folder for the checkpoint")
+    if resume is None and out.is_dir() and any(out.iterdir()):
+        if not script_args.overwrite:
+            raise ValueError(
+                f"--output {out} already holds files (an earlier run?): pass --resume to continue from its newest "
+                "complete checkpoint, --overwrite to delete its checkpoints and start afresh, or another --output"
+            )
+        if speaks:
+            for folder in [*checkpoints(out), out / STAGING_DIR]:
+                shutil.rmtree(folder, ignore_errors=True)
+    created = not out.exists()
+    try:
+        return train_head(
+            training_args,
+            data=script_args.data,
+            format=script_args.format,
+            labels=script_args.labels,
+            model_name_or_path=model_args.model,
+            dtype=model_args.dtype,
+            device_map=model_args.device_map,
+            eval_data=script_args.eval_data,
+            eval_fraction=script_args.eval_fraction,
+            limit=script_args.limit,
+            split=script_args.split,
+            eval_split=script_args.eval_split,
+            resume_from_checkpoint=resume,
+        )
+    except BaseException:
+        if created and out.is_dir() and not any(out.iterdir()):  # a failed start leaves no empty folder
+            out.rmdir()
+        raise
+
+
+def resume_checkpoint(
+    script_args: TrainScriptArguments, training_args: SPRMTrainingArguments, log: Callable[[str], None] = print
+) -> str | None:
+    """The checkpoint ``--resume`` (or ``--resume_from_checkpoint``) names, checked complete (its manifest's sizes
+    and sha256), or for ``--resume`` alone the newest complete one in ``--output``; None when not resuming. Says
+    which through ``log``, and which newer checkpoints it skipped and why."""
+    given = {v for v in (script_args.resume, training_args.resume_from_checkpoint) if v is not None}
+    if len(given) > 1:
+        raise ValueError(f"--resume and --resume_from_checkpoint name different checkpoints: {sorted(given)}")
+    if not given:
+        return None
+    if script_args.overwrite:
+        raise ValueError("--resume and --overwrite contradict each other: resume the run, or start afresh")
+    resume = given.pop()
     if resume == "last":
-        resume = get_last_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None
-        if resume is None:
-            raise ValueError(f"--resume: no checkpoint-* folder in {training_args.output_dir}")
-    return train_head(
-        training_args,
-        data=script_args.data,
-        format=script_args.format,
-        labels=script_args.labels,
-        model_name_or_path=model_args.model,
-        dtype=model_args.dtype,
-        device_map=model_args.device_map,
-        eval_data=script_args.eval_data,
-        eval_fraction=script_args.eval_fraction,
-        limit=script_args.limit,
-        split=script_args.split,
-        eval_split=script_args.eval_split,
-        resume_from_checkpoint=resume,
-    )
+        out = training_args.output_dir
+        found, skipped = newest_complete_checkpoint(out, hashes=True)
+        reasons = "; ".join(f"skipped {path} ({why})" for path, why in skipped)
+        if found is None:
+            raise ValueError(f"--resume: no complete checkpoint in {out}" + (f" ({reasons})" if reasons else ""))
+        log(f"Resuming from {found}, the newest complete checkpoint in {out}" + (f"; {reasons}" if reasons else ""))
+        return str(found)
+    if not Path(resume).is_dir():
+        raise ValueError(f"--resume {resume}: no such checkpoint folder")
+    problems = checkpoint_problems(resume, hashes=True)
+    if problems:
+        raise ValueError(f"--resume {resume} is not a complete checkpoint: {'; '.join(problems)}")
+    log(f"Resuming from {resume}")
+    return resume
 
 
-__all__ = ["TrainScriptArguments", "load_for_training", "main", "split_records", "train_head"]
+__all__ = ["TrainScriptArguments", "load_for_training", "main", "resume_checkpoint", "split_records", "train_head"]
