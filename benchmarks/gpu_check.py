@@ -131,7 +131,6 @@ def check_precision(name: str, args, solutions: list[dict], groups: list[dict] |
         entry["groups"] = groups
     entry["bon_picks"] = [max(range(len(r)), key=lambda i: (r[i]["score"], -i))
                           for r in (scorer({"question": g["question"], "solutions": g["solutions"]}) for g in groups)]
-    del model, scorer
     return entry
 
 

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from conftest import FIXTURES, ROOT
 from modeling_sprm.apps.cli import main
