@@ -63,3 +63,27 @@ def test_structure_features(batch):
     assert readouts.structure_features(positions, starts).shape == (2, 3, len(readouts.STRUCTURE_FEATURES))
     with pytest.raises(ValueError, match="solution_chars"):
         readouts.structure_features(positions, starts, chars)
+
+
+def test_extracted_delimiter_readout_is_what_the_model_reads(tiny_sprm):
+    """The study's extraction (benchmarks/signal/extract.py) reads exactly the model's step features at its
+    feature layer, and every step's mean covers the tokens from its first token to its read token."""
+    from benchmarks.signal.extract import extract_chunk
+    from modeling_sprm.features import encode_record, step_features_for_traces
+
+    model, tokenizer = tiny_sprm
+    records = [
+        {"id": "a", "group": "g", "question": "What is 2 + 3?", "steps": ["2 + 3 = 5.", "The answer is 5."],
+         "outcome_label": 1.0, "step_labels": [1.0, 1.0], "first_error": -1},
+        {"id": "b", "group": "g", "question": "Double 4.", "steps": ["4 * 2 = 9.", "So 9.", "Done."],
+         "outcome_label": 0.0, "step_labels": [0.0, None, None], "first_error": 0},
+    ]
+    traces = [encode_record(r, tokenizer, model, 64) for r in records]
+    layer = model.config.text_config.num_hidden_layers + 1 + model.config.feature_layer  # hidden_states index
+    out = extract_chunk(model, tokenizer, records, traces, token_budget=40, layers=(0, layer))
+    expected = torch.cat(step_features_for_traces(model, traces, tokenizer.pad_token_id))
+    assert torch.allclose(torch.from_numpy(out["delimiter"][:, 1].astype("float32")), expected, atol=1e-2)
+    assert out["step_label"].tolist()[:3] == [1.0, 1.0, 0.0]
+    assert (out["step_start"] <= out["step_position"]).all()
+    first = tokenizer.decode(traces[0].input_ids[out["step_start"][0] : out["step_position"][0] + 1])
+    assert first.strip().startswith("2 + 3")

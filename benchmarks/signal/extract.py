@@ -90,8 +90,10 @@ def cache_folder(model, name: str, records: list[dict], args) -> Path:
 
 
 @torch.inference_mode()
-def extract_chunk(model, tokenizer, records: list[dict], traces: list, args) -> dict:
-    """Readouts of one chunk of records (already encoded as ``traces``), as the arrays of ``CHUNK_FIELDS``."""
+def extract_chunk(model, tokenizer, records: list[dict], traces: list, token_budget: int,
+                  layers: tuple[int, ...] = LAYERS) -> dict:
+    """Readouts of one chunk of records (already encoded as ``traces``), as the arrays of ``CHUNK_FIELDS``;
+    forwards of at most ``token_budget`` padded tokens."""
     base = model.backbone.base_model
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     starts = [step_start_tokens(tokenizer, t) for t in traces]
@@ -100,7 +102,7 @@ def extract_chunk(model, tokenizer, records: list[dict], traces: list, args) -> 
     batches, current = [], []
     for i in order:  # batches of at most --token-budget padded tokens
         width = max([len(traces[j].input_ids) for j in current + [i]])
-        if current and width * (len(current) + 1) > args.token_budget:
+        if current and width * (len(current) + 1) > token_budget:
             batches.append(current)
             current = []
         current.append(i)
@@ -124,8 +126,8 @@ def extract_chunk(model, tokenizer, records: list[dict], traces: list, args) -> 
                 step_chars[row, j] = step.end - step.start
                 solution_chars[row, j] = step.end - trace.solution_start
         hidden = base(input_ids=input_ids, attention_mask=attention, output_hidden_states=True).hidden_states
-        delimiter = torch.stack([readouts.gather_positions(hidden[k], positions) for k in LAYERS], dim=2)
-        mean = torch.stack([readouts.step_means(hidden[k], step_starts, positions) for k in LAYERS], dim=2)
+        delimiter = torch.stack([readouts.gather_positions(hidden[k], positions) for k in layers], dim=2)
+        mean = torch.stack([readouts.step_means(hidden[k], step_starts, positions) for k in layers], dim=2)
         structure = readouts.structure_features(positions, step_starts, step_chars, solution_chars)
         for row, i in enumerate(batch):
             read = (positions[row] >= 0).nonzero().flatten()
@@ -145,7 +147,7 @@ def extract_chunk(model, tokenizer, records: list[dict], traces: list, args) -> 
         "num_read": np.array([len(t.scored_positions) for t in traces], dtype=np.int64),
         "truncated": np.array([t.truncated for t in traces]),
         "num_tokens": np.array([t.num_tokens for t in traces], dtype=np.int64),
-        "layers": np.array(LAYERS),
+        "layers": np.array(layers),
     }
     labels = []
     for i, (record, item) in enumerate(zip(records, per_solution)):
@@ -181,7 +183,8 @@ def run_dataset(model, tokenizer, name: str, args, log) -> None:
             total_tokens -= tokens
             continue
         t0 = time.time()
-        arrays = extract_chunk(model, tokenizer, [records[i] for i in chunk], [traces[i] for i in chunk], args)
+        arrays = extract_chunk(model, tokenizer, [records[i] for i in chunk], [traces[i] for i in chunk],
+                               args.token_budget)
         tmp = folder / f"chunk-{k:04d}.tmp.npz"
         np.savez(tmp, **arrays)
         os.replace(tmp, path)  # a chunk file exists only when complete

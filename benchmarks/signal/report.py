@@ -141,7 +141,7 @@ def section_objectives(objectives: dict) -> list[str]:
 
 def goal_lines(heads: dict | None, objectives: dict | None) -> list[str]:
     out = ["**Goals** (issue 15; ProcessBench, 4 splits):", ""]
-    step_methods = [n for n in ("probe @best", "tuned_mlp @best", "metastone_mlp @best")
+    step_methods = [n for n in ("probe @best", "tuned_mlp @best_single", "metastone_mlp @best_single")
                     if heads and n in heads["methods"]]
     best_step = None
     if heads:

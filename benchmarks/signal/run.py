@@ -78,17 +78,20 @@ def readout_sweep() -> list[Readout]:
     return sweep
 
 
-def chosen_readout(hidden: bool = True) -> tuple[Readout, dict]:
+def chosen_readout(hidden: bool = True, single_layer: bool = False) -> tuple[Readout, dict]:
     """The readout with the highest mean **validation** step AUROC of the linear probe (training splits only, from
     signal_readouts.json): the choice never looks at a held-out split. ``hidden=False``: among readouts of hidden
-    states alone (no structure features)."""
+    states alone (no structure features); ``single_layer``: among readouts of one layer (the MLP head's first
+    layer has 2c x c weights, too slow to train here on several layers' concatenation)."""
     path = RESULTS / "signal_readouts.json"
     if not path.is_file():
         raise SystemExit(f"{path} is missing: run the readouts experiment first")
     sweep = {f"probe {r.label()}": r for r in readout_sweep()}
     best = None
     for name, result in json.loads(path.read_text())["methods"].items():
-        if name not in sweep or not sweep[name].hidden or (not hidden and sweep[name].structure != "none"):
+        readout = sweep.get(name)
+        if readout is None or not readout.hidden or (not hidden and readout.structure != "none") or (
+                single_layer and len(readout.layers) > 1):
             continue
         values = [d["validation_step_auroc"] for g in result["per_group"].values() for d in g["diagnostics"]]
         value = float(np.mean(values))
@@ -126,20 +129,23 @@ def experiment_heads() -> tuple[list[Method], list[tuple[str, str]], dict]:
     chosen by validation AUROC (with and without structure features)."""
     best, note = chosen_readout()
     best_hidden, note_hidden = chosen_readout(hidden=False)
+    single, note_single = chosen_readout(single_layer=True)
     methods = list(BASELINES) + [
         Method("metastone_mlp @ms", MS_READOUT, (METASTONE_MLP,)),
         probe("probe @ms", MS_READOUT),
         probe("probe @best_hidden", best_hidden),
         probe("probe @best", best),
-        Method("metastone_mlp @best", best, (METASTONE_MLP,)),
-        Method("tuned_mlp @best", best, TUNED_MLP, tune_first_seed_only=True),
+        probe("probe @best_single", single),
+        Method("metastone_mlp @best_single", single, (METASTONE_MLP,)),
+        Method("tuned_mlp @best_single", single, TUNED_MLP, tune_first_seed_only=True),
     ]
     comparisons = [(m.name, "position_length") for m in methods[len(BASELINES):]] + [
         ("probe @best", "length"), ("probe @best", "probe @ms"), ("probe @best", "metastone_mlp @ms"),
-        ("tuned_mlp @best", "metastone_mlp @best"), ("tuned_mlp @best", "probe @best"),
+        ("tuned_mlp @best_single", "metastone_mlp @best_single"), ("tuned_mlp @best_single", "probe @best_single"),
+        ("metastone_mlp @best_single", "metastone_mlp @ms"),
         ("probe @best", "probe @best_hidden"), ("probe @best_hidden", "position_length"),
     ]
-    return methods, comparisons, {"best": note, "best_hidden": note_hidden}
+    return methods, comparisons, {"best": note, "best_hidden": note_hidden, "best_single": note_single}
 
 
 def outcome_methods(readout: Readout, head: str, labels=OUTCOME_LABELS, objectives=tuple(OBJECTIVES),
@@ -151,13 +157,14 @@ def outcome_methods(readout: Readout, head: str, labels=OUTCOME_LABELS, objectiv
 def experiment_objectives() -> tuple[list[Method], list[tuple[str, str]], dict]:
     """Outcome-only objectives x outcome labels, linear head on the chosen readout; MLP head on the real outcome."""
     best, note = chosen_readout()
+    single, note_single = chosen_readout(single_layer=True)
     methods = list(BASELINES) + [probe("probe @best", best)]
     methods += outcome_methods(best, "linear")
-    methods += outcome_methods(best, "mlp", labels=("real",))
+    methods += outcome_methods(single, "mlp", labels=("real",), suffix=" @best_single")
     comparisons = []
     for m in methods[len(BASELINES) + 1:]:
         comparisons += [(m.name, "random"), (m.name, "length")]
-    return methods, comparisons, {"best": note}
+    return methods, comparisons, {"best": note, "best_single": note_single}
 
 
 def experiment_bbm() -> tuple[list[Method], list[tuple[str, str]], dict]:
