@@ -87,7 +87,8 @@ def find(comparisons: list[dict], a: str, b: str, metric: str = "f1", average: s
 def section_heads(heads: dict) -> list[str]:
     out = [f"**Step-supervised heads and baselines** ({provenance(heads)}). Readout `@best` = "
            f"`{heads['notes']['best']['readout']}`, chosen by validation step AUROC on the training splits "
-           f"(`@best_hidden` = `{heads['notes']['best_hidden']['readout']}` without structure features; `@ms` = "
+           f"(`@best_hidden` = `{heads['notes']['best_hidden']['readout']}` without structure features; "
+           f"`@best_single` = `{heads['notes']['best_single']['readout']}`, the best of one layer, for the MLPs; `@ms` = "
            "MetaStone-S1's hidden_states[-2] at the read token). F1 and accuracies in points: mean over 3 seeds of "
            "the average over the 4 held-out splits; intervals: 95% bootstrap over problems.", "", HEADER]
     out += [main_row(name, r) for name, r in heads["methods"].items()]
