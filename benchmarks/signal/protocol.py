@@ -9,7 +9,9 @@ For each held-out group (a ProcessBench split or a BIG-Bench Mistake task) and s
 3. the threshold is chosen on *validation*: the package's F1-maximising threshold, F1 averaged over the groups
    (``threshold="step"``, which uses the first-error labels of the training groups, as every earlier experiment
    here did), or, for outcome-only methods that should use no step label at all, the threshold whose flag "some
-   step is below it" best separates wrong from right final answers (``threshold="outcome"``, balanced accuracy);
+   step is below it" best separates wrong from right final answers (``threshold="outcome"``, balanced accuracy),
+   or the F1-maximising one among those that keep at least half of the right solutions unflagged
+   (``threshold="step_correct50"``, the shipped head's rule);
 4. the held-out group is scored once.
 
 Averages are over groups (ProcessBench publishes the mean F1 over its 4 splits; ``average3`` leaves out omnimath,
@@ -196,6 +198,26 @@ def outcome_threshold(scores: np.ndarray, offsets: np.ndarray, outcome: np.ndarr
     return float(best)
 
 
+def constrained_threshold(scores: np.ndarray, offsets: np.ndarray, first_error: np.ndarray, groups: np.ndarray,
+                          min_correct_acc: float = 0.5) -> float:
+    """The F1-maximising threshold (F1 averaged over groups) among those whose group-averaged correct accuracy is at
+    least ``min_correct_acc`` on these (training) solutions: a head that flags at most half of the right solutions."""
+    from modeling_sprm.evaluation import DEFAULT_THRESHOLDS, processbench_f1
+
+    best, fallback = None, None
+    names = list(dict.fromkeys(groups.tolist()))
+    for t in DEFAULT_THRESHOLDS:
+        predicted = stats.predictions(scores, offsets, t)
+        results = [processbench_f1(predicted[groups == g], first_error[groups == g]) for g in names]
+        f1 = np.mean([r["f1"] for r in results if r["f1"] is not None])
+        correct = np.mean([r["correct_acc"] for r in results if r["correct_acc"] is not None])
+        if correct >= min_correct_acc and (best is None or f1 > best[1]):
+            best = (t, f1)
+        if fallback is None or correct > fallback[1]:
+            fallback = (t, correct)
+    return float(best[0] if best else fallback[0])
+
+
 def run_fold(table: Table, method: Method, x: torch.Tensor, test_group: str, seed: int,
              only: str | None = None) -> dict:
     """Train (or fit the baseline) on the other groups and score the held-out group: ``{"scores": test step
@@ -236,6 +258,9 @@ def run_fold(table: Table, method: Method, x: torch.Tensor, test_group: str, see
     val_scores = score_fn(val_rows)
     if method.threshold == "outcome":
         threshold = outcome_threshold(val_scores, val_offsets, table.outcome[validation])
+    elif method.threshold == "step_correct50":
+        threshold = constrained_threshold(val_scores, val_offsets, table.first_error[validation],
+                                          table.groups[validation])
     else:
         threshold = stats.pick_threshold(val_scores, val_offsets, table.first_error[validation],
                                          table.groups[validation])

@@ -138,6 +138,7 @@ def experiment_heads() -> tuple[list[Method], list[tuple[str, str]], dict]:
         probe("probe @best_single", single),
         Method("metastone_mlp @best_single", single, (METASTONE_MLP,)),
         Method("tuned_mlp @best_single", single, TUNED_MLP, tune_first_seed_only=True),
+        Method("probe @best, threshold keeping half the right solutions", best, PROBES, threshold="step_correct50"),
     ]
     comparisons = [(m.name, "position_length") for m in methods[len(BASELINES):]] + [
         ("probe @best", "length"), ("probe @best", "probe @ms"), ("probe @best", "metastone_mlp @ms"),
@@ -161,6 +162,11 @@ def experiment_objectives() -> tuple[list[Method], list[tuple[str, str]], dict]:
     methods = list(BASELINES) + [probe("probe @best", best)]
     methods += outcome_methods(best, "linear")
     methods += outcome_methods(single, "mlp", labels=("real",), suffix=" @best_single")
+    for name in ("outcome_bce", "mil"):  # thresholds without step labels, and the shipped head's rule
+        recipe = OBJECTIVES[name].but(head="linear")
+        methods += [Method(f"{name} [real] linear, threshold from outcomes", best, (recipe,), threshold="outcome"),
+                    Method(f"{name} [real] linear, threshold keeping half the right solutions", best, (recipe,),
+                           threshold="step_correct50")]
     comparisons = []
     for m in methods[len(BASELINES) + 1:]:
         comparisons += [(m.name, "random"), (m.name, "length")]
