@@ -7,7 +7,7 @@ One backbone forward per solution (``output_hidden_states``), inputs cut at ``--
 step, float16: the hidden state at the read position (``readouts.gather_positions``) and the mean of the step's
 token states (``readouts.step_means``) at each of ``LAYERS``; float32: the structure features
 (``readouts.structure_features`` with character lengths). Steps and read positions come from the package's own
-segmentation (``features.encode_record`` -> ``steps.build_trace``), step starts from ``steps.token_index``, so the
+segmentation (``SPRMProcessor.encode`` -> ``steps.build_trace``), step starts from ``steps.token_index``, so the
 positions are exactly what the model reads.
 
 Records are sorted by token count and cut into chunks of ``--chunk`` records, each saved as one ``.npz`` under
@@ -31,7 +31,7 @@ import torch
 from modeling_sprm import readouts
 from modeling_sprm.backbones import weights_fingerprint
 from modeling_sprm.data import load_bbm, load_processbench
-from modeling_sprm.features import encode_record
+from modeling_sprm.processing_sprm import SPRMProcessor
 from modeling_sprm.steps import StepRules, token_index
 
 # hidden_states indices (0 = embeddings, i = output of decoder layer i, 30 = final norm output for SmolLM2-135M's
@@ -125,9 +125,12 @@ def extract_chunk(model, tokenizer, records: list[dict], traces: list, token_bud
                     positions[row, j], step_starts[row, j] = p, s
                 step_chars[row, j] = step.end - step.start
                 solution_chars[row, j] = step.end - trace.solution_start
-        hidden = base(input_ids=input_ids, attention_mask=attention, output_hidden_states=True).hidden_states
-        delimiter = torch.stack([readouts.gather_positions(hidden[k], positions) for k in layers], dim=2)
-        mean = torch.stack([readouts.step_means(hidden[k], step_starts, positions) for k in layers], dim=2)
+        device = base.get_input_embeddings().weight.device
+        hidden = base(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                      output_hidden_states=True).hidden_states
+        at, starts_at = positions.to(device), step_starts.to(device)
+        delimiter = torch.stack([readouts.gather_positions(hidden[k], at) for k in layers], dim=2).float().cpu()
+        mean = torch.stack([readouts.step_means(hidden[k], starts_at, at) for k in layers], dim=2).float().cpu()
         structure = readouts.structure_features(positions, step_starts, step_chars, solution_chars)
         for row, i in enumerate(batch):
             read = (positions[row] >= 0).nonzero().flatten()
@@ -165,7 +168,8 @@ def run_dataset(model, tokenizer, name: str, args, log) -> None:
     records = load_dataset_records(name, Path(args.data_root))
     folder = cache_folder(model, name, records, args)
     folder.mkdir(parents=True, exist_ok=True)
-    traces = [encode_record(r, tokenizer, model, args.max_length) for r in records]
+    processor = SPRMProcessor.from_model(model, tokenizer)
+    traces = [processor.encode(r, max_length=args.max_length) for r in records]
     order = sorted(range(len(records)), key=lambda i: (min(traces[i].num_tokens, args.max_length), i))
     chunks = [order[i : i + args.chunk] for i in range(0, len(order), args.chunk)]
     manifest = {"dataset": name, "layers": LAYERS, "max_length": args.max_length, "records": len(records),
@@ -213,6 +217,7 @@ def main() -> None:
     parser.add_argument("--token-budget", type=int, default=8192, help="padded tokens per forward")
     parser.add_argument("--chunk", type=int, default=100, help="records per cached chunk")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (float32 either way, no TF32: the same features)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -221,7 +226,8 @@ def main() -> None:
 
     from modeling_sprm.loading import load_model_and_tokenizer
 
-    model, tokenizer, _ = load_model_and_tokenizer(None)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    model, tokenizer, _ = load_model_and_tokenizer(None, device=args.device)
     model.eval()
     for name in args.datasets:
         run_dataset(model, tokenizer, name, args, log)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from modeling_sprm.losses import LOSSES
+from modeling_sprm.training.losses import LOSSES
 from modeling_sprm.modeling_sprm import SPRMHead
 
 FILTER_LOSSES = ("spr", "asymmetric_spr", "first_error")  # losses whose weights depend on the head's own scores

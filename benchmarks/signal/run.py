@@ -190,11 +190,22 @@ EXPERIMENTS = {"baselines": experiment_baselines, "readouts": experiment_readout
 # -- provenance -----------------------------------------------------------------------------------------------------
 
 
-def git(*args: str) -> str:
-    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout
+def git(*args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
+    except OSError:  # no git on this machine (the GPU machine gets a copy of the tree)
+        return None
+    return done.stdout if done.returncode == 0 else None
 
 
 def provenance(allow_dirty: bool) -> dict:
+    if git("rev-parse", "HEAD") is None:  # no history here: the sender says which commit and whether it was clean
+        clean = os.environ.get("SPRM_GIT_CLEAN") == "1"
+        if not clean and not allow_dirty:
+            raise SystemExit("no git history here: set SPRM_GIT_COMMIT and SPRM_GIT_CLEAN=1 (a clean tree), or pass "
+                             "--allow-dirty")
+        return {"commit": os.environ.get("SPRM_GIT_COMMIT"), "clean": clean,
+                "source": "SPRM_GIT_COMMIT / SPRM_GIT_CLEAN (no git history on this machine)"}
     dirty = git("status", "--porcelain", "--", *WATCHED).strip()
     out = {"commit": git("rev-parse", "HEAD").strip(), "clean": not dirty}
     if dirty:
