@@ -69,7 +69,8 @@ def test_extracted_delimiter_readout_is_what_the_model_reads(tiny_sprm):
     """The study's extraction (benchmarks/signal/extract.py) reads exactly the model's step features at its
     feature layer, and every step's mean covers the tokens from its first token to its read token."""
     from benchmarks.signal.extract import extract_chunk
-    from modeling_sprm.features import encode_record, step_features_for_traces
+    from modeling_sprm.processing_sprm import SPRMProcessor
+    from modeling_sprm.training.features import step_features_for_traces
 
     model, tokenizer = tiny_sprm
     records = [
@@ -78,10 +79,11 @@ def test_extracted_delimiter_readout_is_what_the_model_reads(tiny_sprm):
         {"id": "b", "group": "g", "question": "Double 4.", "steps": ["4 * 2 = 9.", "So 9.", "Done."],
          "outcome_label": 0.0, "step_labels": [0.0, None, None], "first_error": 0},
     ]
-    traces = [encode_record(r, tokenizer, model, 64) for r in records]
+    processor = SPRMProcessor.from_model(model, tokenizer)
+    traces = [processor.encode(r, max_length=64) for r in records]
     layer = model.config.text_config.num_hidden_layers + 1 + model.config.feature_layer  # hidden_states index
     out = extract_chunk(model, tokenizer, records, traces, token_budget=40, layers=(0, layer))
-    expected = torch.cat(step_features_for_traces(model, traces, tokenizer.pad_token_id))
+    expected = torch.cat(step_features_for_traces(model, traces, processor))
     assert torch.allclose(torch.from_numpy(out["delimiter"][:, 1].astype("float32")), expected, atol=1e-2)
     assert out["step_label"].tolist()[:3] == [1.0, 1.0, 0.0]
     assert (out["step_start"] <= out["step_position"]).all()
