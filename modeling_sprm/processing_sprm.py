@@ -219,6 +219,31 @@ def pad_traces(traces: Sequence[EncodedTrace], pad_token_id: int) -> dict[str, t
     }
 
 
+def plan_batches(
+    lengths: Sequence[int], max_batch_tokens: int | None = None, batch_size: int | None = None
+) -> list[list[int]]:
+    """Group inputs of these token ``lengths`` into batches of similar length, longest first (so a budget too large
+    for the device fails at once, not at the end). A batch holds at most ``batch_size`` inputs and, with
+    ``max_batch_tokens``, at most that many tokens once padded (inputs x its longest; an input longer than the
+    budget is a batch of its own). Neither given: one batch. Returns lists of indices into ``lengths``, each index
+    once."""
+    for name, value in (("max_batch_tokens", max_batch_tokens), ("batch_size", batch_size)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    batches: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        batch = batches[-1] if batches else None
+        if (
+            batch is None
+            or (batch_size is not None and len(batch) >= batch_size)
+            or (max_batch_tokens is not None and (len(batch) + 1) * lengths[batch[0]] > max_batch_tokens)
+        ):
+            batches.append([i])
+        else:
+            batch.append(i)
+    return batches
+
+
 def pad_step_features(
     features: Sequence[torch.Tensor],
     dtype: torch.dtype | None = None,
@@ -240,4 +265,4 @@ def pad_step_features(
     return out, mask
 
 
-__all__ = ["SPRMProcessor", "pad_step_features", "pad_traces"]
+__all__ = ["SPRMProcessor", "pad_step_features", "pad_traces", "plan_batches"]
