@@ -45,6 +45,18 @@ _BACKBONE_LOAD_KWARGS = ("dtype", "torch_dtype", "quantization_config", "device_
 _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
 
 
+def _right_padded(attention_mask: torch.Tensor | None) -> bool:
+    """Whether a ``[batch, tokens]`` mask is ones then zeros in every row (padding only on the right)."""
+    if attention_mask is None or attention_mask.dim() != 2:
+        return False
+    return bool((attention_mask[:, 1:] <= attention_mask[:, :-1]).all())
+
+
+def _checkpointing(model: nn.Module) -> bool:
+    """Whether activation (gradient) checkpointing is on in ``model`` (transformers 5 renamed the flag)."""
+    return any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
+
+
 class FeatureLayerReached(Exception):
     """Raised by the feature-layer hook of a scoring forward to end the backbone's forward there (the
     architecture-independent way to skip the layers above it: no copy of any model's forward loop)."""
@@ -281,8 +293,12 @@ class SPRMForStepScoring(PreTrainedModel, GenerationMixin):
             stop = (
                 module is not None
                 and not (want_lm or use_hidden_states or output_attentions or use_cache)
-                and not (getattr(self.backbone, "is_gradient_checkpointing", False) and torch.is_grad_enabled())
+                and not (torch.is_grad_enabled() and _checkpointing(self.backbone))
             )
+            if stop and cache is None and position_ids is None and _right_padded(attention_mask):
+                # Causal attention never looks right, so right padding cannot change a real token's features: without
+                # the mask, attention takes its fast causal kernel instead of a masked one (same features).
+                attention_mask = None
             with self.capture_features(stop) if module is not None else contextlib.nullcontext() as captured:
                 try:
                     backbone_out = self.backbone(

@@ -171,3 +171,23 @@ def test_real_backbone_scores_equal_the_full_forward(smollm2_path):
     assert early.step_mask.sum() >= 12
     assert torch.allclose(early.step_scores, full.step_scores, atol=1e-5)
     assert torch.allclose(early.scores, full.scores, atol=1e-5)
+
+
+def test_right_padding_mask_is_dropped_only_when_it_cannot_matter(tiny_sprm):
+    """Right padding: the mask is dropped (causal attention never looks right), features unchanged. A left-padded
+    mask is kept (dropping it would let real tokens attend to the padding)."""
+    model, tokenizer = tiny_sprm
+    batch = padded_batch(model, tokenizer)
+    lengths = batch["attention_mask"].sum(1)
+    left = {k: v.clone() for k, v in batch.items()}
+    shift = int(lengths.max() - lengths[1])
+    left["input_ids"][1] = torch.roll(batch["input_ids"][1], shift)
+    left["attention_mask"][1] = torch.roll(batch["attention_mask"][1], shift)
+    left["step_positions"][1] = torch.where(batch["step_positions"][1] >= 0, batch["step_positions"][1] + shift, -1)
+    with torch.no_grad():
+        for inputs in (batch, left):
+            early, full = model(**inputs, return_step_features=True), full_forward(model, inputs)
+            assert torch.allclose(early.step_features, full.step_features, atol=1e-6)
+            assert torch.allclose(early.step_scores, full.step_scores, atol=1e-6)
+        no_mask = model(**{**left, "attention_mask": torch.ones_like(left["attention_mask"])}, return_step_features=True)
+    assert (no_mask.step_features[1] - early.step_features[1]).abs().max() > 1e-3  # the mask mattered there
