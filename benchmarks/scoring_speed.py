@@ -5,7 +5,8 @@ decoder up to the layer the head reads (no later layers, final norm or LM head).
 length (``--n``, drawn evenly from the four splits), measured side by side in one process, repeats interleaved:
 
 * ``bare/...``: that bare forward (a shallow copy of the backbone's decoder cut at the feature layer, sharing the
-  weights) on the token ids the pipeline feeds the model, already padded and on the device: the limit;
+  weights) on the token ids the pipeline feeds the model, already padded (right padding, so no attention mask is
+  needed for the real tokens) and on the device: the limit;
 * ``pipeline/one``: ``pipeline("step-scoring")``, one solution per call;
 * ``pipeline/batch=B``: a list with ``batch_size=B``; ``pipeline/tokens=T``: a list with ``max_batch_tokens=T``;
   each next to ``bare/...`` on the same batches (same token ids, same padding);
@@ -226,8 +227,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--batch-sizes", help="fixed batch sizes (default: 8 on CPU, 1,16,64 on a GPU)")
-    parser.add_argument("--token-budgets", help="max_batch_tokens values (default: 4096 on CPU, 16384,65536 on a GPU)")
-    parser.add_argument("--skip", default="", help="comma-separated parts to skip: features,cli,precision,profile")
+    parser.add_argument("--token-budgets",
+                        help="max_batch_tokens values, the first one also for feature extraction and half precision "
+                             "(default: the device's DEFAULT_MAX_BATCH_TOKENS, then 1024 on CPU, 8192,131072 on a GPU)")
+    parser.add_argument("--skip", help="comma-separated parts to skip: features,cli,precision,profile (default: none "
+                                       "on CPU; cli on a GPU, whose 2-process goal is a CPU goal)")
     parser.add_argument("--profile-n", type=int, default=16, help="solutions in the profile")
     parser.add_argument("--out", help="JSON path (default: benchmarks/results/scoring_speed[_cuda].json)")
     args = parser.parse_args()
@@ -236,8 +240,11 @@ def main() -> None:
         raise SystemExit("--device cuda: no CUDA device here")
     args.dtype = args.dtype or ("bfloat16" if cuda else "float32")
     batch_sizes = [int(b) for b in (args.batch_sizes or ("1,16,64" if cuda else "8")).split(",")]
-    budgets = [int(t) for t in (args.token_budgets or ("16384,65536" if cuda else "4096")).split(",")]
-    skip = set(filter(None, args.skip.split(",")))
+    from modeling_sprm.processing_sprm import default_max_batch_tokens
+
+    default_budget = default_max_batch_tokens(args.device)
+    budgets = [int(t) for t in (args.token_budgets or f"{default_budget},{'8192,131072' if cuda else '1024'}").split(",")]
+    skip = set(filter(None, (args.skip if args.skip is not None else ("cli" if cuda else "")).split(",")))
     out_path = Path(args.out) if args.out else RESULTS / f"scoring_speed{'_cuda' if cuda else ''}.json"
     torch.set_num_threads(args.threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -272,9 +279,10 @@ def main() -> None:
         f"max {max(lengths)}); {model_name} on {args.device} in {args.dtype}")
 
     def padded(plan: list[list[int]]) -> list[dict]:
-        batches = [scorer.sprm_processor.pad([traces[i] for i in b]) for b in plan]
-        return [{"input_ids": b["input_ids"].to(model.device), "attention_mask": b["attention_mask"].to(model.device)}
-                for b in batches]
+        # Right padding and causal attention: no mask is needed for the real tokens' features, and without one
+        # attention takes its fast causal kernel; the least work is the limit.
+        return [{"input_ids": scorer.sprm_processor.pad([traces[i] for i in b])["input_ids"].to(model.device)}
+                for b in plan]
 
     def bare_forward(batches: list[dict]):
         def run():
@@ -286,8 +294,7 @@ def main() -> None:
     # The bare forward gives the features the pipeline's model reads (a check that both do the same work).
     check = scorer.sprm_processor.pad(traces[:2])
     with torch.inference_mode():
-        hidden = bare(input_ids=check["input_ids"].to(model.device),
-                      attention_mask=check["attention_mask"].to(model.device), use_cache=False).last_hidden_state
+        hidden = bare(input_ids=check["input_ids"].to(model.device), use_cache=False).last_hidden_state
         features = model(**{k: v.to(model.device) for k, v in check.items()}, return_step_features=True)
     mask = features.step_mask
     index = check["step_positions"].clamp(min=0).to(model.device)
@@ -307,9 +314,9 @@ def main() -> None:
         arms.add(f"pipeline/{key}", lambda kwargs=kwargs: scorer(inputs, **kwargs), batches=len(plan),
                  padded_tokens=padded_tokens)
     if "features" not in skip:
-        for t in budgets:
-            arms.add(f"features/tokens={t}", lambda t=t: extract_step_features(
-                model, tokenizer, records, batch_size=None, max_batch_tokens=t), batches=len(plans[f"tokens={t}"]))
+        t = budgets[0]
+        arms.add(f"features/tokens={t}", lambda: extract_step_features(
+            model, tokenizer, records, batch_size=None, max_batch_tokens=t), batches=len(plans[f"tokens={t}"]))
     precision = {}
     if not cuda and "precision" not in skip:  # half precision on CPU, on every 8th solution (slow here)
         budget, subset = budgets[0], inputs[::8]
@@ -401,6 +408,7 @@ def main() -> None:
             "threads": args.threads,
             "repeats": args.repeats,
             "clock_for_ratios": clock,
+            "default_max_batch_tokens": default_budget,
             "data": args.data,
             "solutions": len(inputs),
             "per_split": {g: sum(r["group"] == g for r in records) for g in dict.fromkeys(r["group"] for r in records)},

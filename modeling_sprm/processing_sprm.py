@@ -219,6 +219,17 @@ def pad_traces(traces: Sequence[EncodedTrace], pad_token_id: int) -> dict[str, t
     }
 
 
+# The token budget of one batched forward when none is given (`sprm eval`, feature extraction), per device type:
+# measured with benchmarks/scoring_speed.py (benchmarks/results/scoring_speed.json, and scoring_speed_cuda.json).
+DEFAULT_MAX_BATCH_TOKENS = {"cpu": 4096, "cuda": 32768}
+
+
+def default_max_batch_tokens(device: torch.device | str) -> int:
+    """`DEFAULT_MAX_BATCH_TOKENS` of ``device``'s type (the GPU value for accelerators not listed)."""
+    kind = torch.device(device).type
+    return DEFAULT_MAX_BATCH_TOKENS.get(kind, DEFAULT_MAX_BATCH_TOKENS["cuda"])
+
+
 def plan_batches(
     lengths: Sequence[int], max_batch_tokens: int | None = None, batch_size: int | None = None
 ) -> list[list[int]]:
@@ -265,4 +276,11 @@ def pad_step_features(
     return out, mask
 
 
-__all__ = ["SPRMProcessor", "pad_step_features", "pad_traces", "plan_batches"]
+__all__ = [
+    "DEFAULT_MAX_BATCH_TOKENS",
+    "SPRMProcessor",
+    "default_max_batch_tokens",
+    "pad_step_features",
+    "pad_traces",
+    "plan_batches",
+]

@@ -92,3 +92,14 @@ def test_feature_extraction_token_budget_gives_the_same_features(tiny_sprm):
     assert budget["id"] == fixed["id"]
     for a, b in zip(fixed.with_format("torch")["step_features"], budget.with_format("torch")["step_features"]):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_eval_help_states_the_default_token_budgets():
+    """`sprm --help` starts without torch, so the eval help writes the defaults out: they must stay the real ones."""
+    from dataclasses import fields
+
+    from modeling_sprm.apps.cli import EvalArguments
+    from modeling_sprm.processing_sprm import DEFAULT_MAX_BATCH_TOKENS
+
+    help_text = next(f.metadata["help"] for f in fields(EvalArguments) if f.name == "max_batch_tokens")
+    assert f"{DEFAULT_MAX_BATCH_TOKENS['cpu']} on CPU, {DEFAULT_MAX_BATCH_TOKENS['cuda']} on a GPU" in help_text

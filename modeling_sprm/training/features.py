@@ -22,7 +22,7 @@ import torch
 
 from ..backbones import weights_fingerprint
 from ..modeling_sprm import SPRMForStepScoring
-from ..processing_sprm import SPRMProcessor, plan_batches
+from ..processing_sprm import SPRMProcessor, default_max_batch_tokens, plan_batches
 from ..steps import EncodedTrace
 
 
@@ -35,10 +35,12 @@ def step_features_for_traces(
     max_batch_tokens: int | None = None,
 ) -> list[torch.Tensor]:
     """Features ``[num_scored_steps, hidden]`` (float32, CPU) of each trace, in input order. Traces are batched by
-    length so that little padding is computed: at most ``batch_size`` per forward and, with ``max_batch_tokens``,
-    at most that many padded tokens (`processing_sprm.plan_batches`)."""
+    length so that little padding is computed: at most ``batch_size`` per forward (None: no limit) and at most
+    ``max_batch_tokens`` padded tokens (`processing_sprm.plan_batches`; default: the device's
+    `processing_sprm.DEFAULT_MAX_BATCH_TOKENS`)."""
     out: list[torch.Tensor | None] = [None] * len(traces)
     device = model.get_input_embeddings().weight.device
+    max_batch_tokens = max_batch_tokens or default_max_batch_tokens(device)
     for chunk in plan_batches([len(t.input_ids) for t in traces], max_batch_tokens, batch_size):
         batch = {k: v.to(device) for k, v in processor.pad([traces[i] for i in chunk]).items()}
         result = model(**batch, return_step_features=True)
@@ -76,7 +78,8 @@ def extract_step_features(
 ):
     """Run the frozen backbone once over ``records`` (a list of record dicts or a ``datasets.Dataset``) and
     return a ``datasets.Dataset`` with the step features (see the module docstring). Each forward holds at most
-    ``batch_size`` records and, with ``max_batch_tokens``, at most that many padded tokens. With ``cache_dir``, the
+    ``batch_size`` records (None: no limit) and at most ``max_batch_tokens`` padded tokens (default: the device's
+    `processing_sprm.DEFAULT_MAX_BATCH_TOKENS`). With ``cache_dir``, the
     result is saved under a key of everything it depends on and loaded from there next time; with ``chunk_size``
     too, each chunk of that many records is cached as soon as it is done, so an interrupted run resumes."""
     import datasets
