@@ -58,7 +58,8 @@ def test_pipeline_token_budget_equals_one_at_a_time_in_input_order(tiny_sprm):
     for budget, batch_size in ((64, None), (400, None), (100_000, None), (100_000, 2)):
         batched = scorer(INPUTS, max_batch_tokens=budget, batch_size=batch_size)
         streamed = list(scorer((x for x in INPUTS), max_batch_tokens=budget))  # a generator streams
-        for results in (batched, streamed):
+        workers = scorer(INPUTS, max_batch_tokens=budget, num_workers=2)  # encoded in worker processes
+        for results in (batched, streamed, workers):
             assert len(results) == len(INPUTS)
             for a, b in zip(results, single):
                 assert type(a) is type(b)
