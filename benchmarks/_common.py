@@ -50,13 +50,26 @@ def machine() -> dict:
 
 
 def git_state() -> dict:
-    """The commit the run is on, and a hash of the uncommitted diff when the tree is not clean (None when clean)."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT).stdout
+    """The commit the run is on, and a hash of the uncommitted diff when the tree is not clean (None when clean).
 
-    diff = git("diff", "HEAD")
+    Where the checkout has no git history (the GPU machine receives a copy of the working tree), the commit comes from
+    ``SPRM_GIT_COMMIT`` and the tree is recorded as clean only when ``SPRM_GIT_CLEAN=1`` says so (set by whoever sent
+    the tree, from ``git status`` there)."""
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT)
+        except OSError:  # no git on this machine
+            return None
+        return done.stdout if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        clean = os.environ.get("SPRM_GIT_CLEAN") == "1"
+        return {"commit": os.environ.get("SPRM_GIT_COMMIT"), "uncommitted_diff_sha256": None if clean else "unknown",
+                "source": "SPRM_GIT_COMMIT (no git history on this machine)"}
+    diff = git("diff", "HEAD") or ""
     return {
-        "commit": git("rev-parse", "HEAD").strip() or None,
+        "commit": commit.strip() or None,
         "uncommitted_diff_sha256": hashlib.sha256(diff.encode()).hexdigest() if diff else None,
     }
 

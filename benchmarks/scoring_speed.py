@@ -36,6 +36,7 @@ import cProfile
 import json
 import os
 import pstats
+import shutil
 import statistics
 import subprocess
 import sys
@@ -193,9 +194,12 @@ def cli_arms(args, raw_rows: list[dict], tokens: int, log) -> dict:
                        "-m", "modeling_sprm", "score", "--data", str(folder / f"{name}.json"), "--format",
                        "processbench", "--output", str(folder / f"{name}-{processes}.jsonl")]
             command += ["--model", args.model] if args.model else []
-            command += ["--device", args.device, "--dtype", args.dtype]
+            command += ["--device", args.device, "--dtype", args.dtype, "--batch_size", str(args.cli_batch_size)]
             walls, cpus = [], []
             for _ in range(args.repeats):
+                output = folder / f"{name}-{processes}.jsonl"  # a fresh run each time, not a resumed one
+                output.unlink(missing_ok=True)
+                shutil.rmtree(output.with_name(output.name + ".parts"), ignore_errors=True)
                 before = os.times()
                 start = time.perf_counter()
                 done = subprocess.run(command, capture_output=True, text=True, env=env)
@@ -213,6 +217,8 @@ def cli_arms(args, raw_rows: list[dict], tokens: int, log) -> dict:
     one, two = (results[f"processes={p}"]["marginal_tokens_per_s_wall"] for p in (1, 2))
     results["speedup_2_vs_1"] = two / one if one and two else None
     results["command"] = " ".join(command)
+    results["note"] = ("sprm score --data cuts fixed batches of --batch_size (no token budget); the marginal rate "
+                       "removes start-up and model loading")
     return results
 
 
@@ -233,6 +239,8 @@ def main() -> None:
     parser.add_argument("--num-workers", type=int,
                         help="pipeline num_workers of the batched arms: inputs encoded in worker processes ahead of "
                              "the forwards (default: 0 on CPU, 4 on a GPU)")
+    parser.add_argument("--cli-batch-size", type=int,
+                        help="sprm score --data --batch_size (fixed batches; default: 1 on CPU, 16 on a GPU)")
     parser.add_argument("--skip", help="comma-separated parts to skip: features,cli,precision,profile (default: none "
                                        "on CPU; cli on a GPU, whose 2-process goal is a CPU goal)")
     parser.add_argument("--profile-n", type=int, default=16, help="solutions in the profile")
@@ -247,6 +255,7 @@ def main() -> None:
 
     default_budget = default_max_batch_tokens(args.device)
     budgets = [int(t) for t in (args.token_budgets or f"{default_budget},{'8192,131072' if cuda else '1024'}").split(",")]
+    args.cli_batch_size = args.cli_batch_size or (16 if cuda else 1)
     num_workers = args.num_workers if args.num_workers is not None else (4 if cuda else 0)
     skip = set(filter(None, (args.skip if args.skip is not None else ("cli" if cuda else "")).split(",")))
     out_path = Path(args.out) if args.out else RESULTS / f"scoring_speed{'_cuda' if cuda else ''}.json"

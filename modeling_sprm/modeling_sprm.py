@@ -429,8 +429,10 @@ class SPRMForStepScoring(PreTrainedModel, GenerationMixin):
         if not isinstance(config, SPRMConfig):
             config = SPRMConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
         if not config.head_only:
-            return super().from_pretrained(pretrained_model_name_or_path, *model_args, config=config, **kwargs)
-        return cls._from_head_only(pretrained_model_name_or_path, config, hub_kwargs, kwargs)
+            model = super().from_pretrained(pretrained_model_name_or_path, *model_args, config=config, **kwargs)
+        else:
+            model = cls._from_head_only(pretrained_model_name_or_path, config, hub_kwargs, kwargs)
+        return model._refuse_non_finite_weights(pretrained_model_name_or_path)
 
     @classmethod
     def _from_head_only(cls, path, config: SPRMConfig, hub_kwargs: dict, kwargs: dict) -> "SPRMForStepScoring":
@@ -467,6 +469,15 @@ class SPRMForStepScoring(PreTrainedModel, GenerationMixin):
                 )
         model.config.name_or_path = str(path)
         return model.eval()
+
+    # -- load-time checks ---------------------------------------------------------------------------------------
+    def _refuse_non_finite_weights(self, path) -> "SPRMForStepScoring":
+        """``self``, or a ValueError naming the first weight holding NaN or infinity: such a model scores every
+        step NaN, which reads as "no error". (Quantized weights are integers: nothing to check.)"""
+        for name, tensor in [*self.named_parameters(), *self.named_buffers()]:
+            if tensor.is_floating_point() and tensor.device.type != "meta" and not torch.isfinite(tensor).all():
+                raise ValueError(f"{path} holds non-finite weights (NaN or infinity) in {name}; expected finite ones")
+        return self
 
 
 def _copy_pipeline_code(save_directory: Path) -> None:

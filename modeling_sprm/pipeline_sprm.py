@@ -6,19 +6,25 @@ Inputs (one, or a list, or a dataset / generator streamed through the pipeline):
 * ``{"question": str, "steps": [str, ...]}``: the steps as given, joined canonically;
 * ``{"question": str, "solutions": [str, ...]}``: several solutions; the output is a list, one record each;
 * ``{"text": str}``: an already formatted trace (e.g. a whole chat with ``<think>...</think>``), scored as is;
+* a TRL stepwise-supervision row ``{"prompt": str, "completions": [str, ...]}`` (``labels`` ignored) and a
+  ``modeling_sprm.data`` record (its None fields absent): every row the trainers take (`scoring_fields`);
 * ``{"question": str}`` alone: **generate and score** (Best-of-N, ``generation.best_of_n``): ``mode="low"`` /
   ``"medium"`` / ``"high"`` (N = 2 / 8 / 32, MetaStone-S1; "low" by default) or ``num_candidates=N``, with the
   sampling options ``temperature`` (0.6), ``top_p`` (0.95), ``top_k``, ``repetition_penalty``,
   ``max_new_tokens`` (512), ``generation_batch_size``, ``seed``, and ``answer_extractor`` ("auto", "gsm8k",
   "boxed" or a callable), ``progress_callback``. Step scores come from the features captured while sampling.
+  Only a dict holding ``question`` alone generates: a solution field that is None is an error, not generation.
 
 Output per scored solution: an ``outputs.ScoredSolution`` (a dataclass that is also a dict)::
 
     {"steps": [{"text": str, "score": float | None, "part": "think" | "response"}],
      "score": float, "first_error_step": int | None, "truncated": bool, "no_steps": bool,
-     "part_scores": {"think": float, "response": float}}   # only with score_span="both"
+     "part_scores": {"think": float, "response": float},   # only with score_span="both"
+     "unscored": [{"text": str, "start": int, "end": int, "reason": str}]}
 
-A step's ``score`` is ``None`` when truncation cut it off (``truncated`` is then True); ``first_error_step`` is the
+A step's ``score`` is ``None`` when truncation cut it off (``truncated`` is then True); ``unscored`` lists the text no
+step score covers (outside the scored span, cut off, not in a step) with its character range in the solution (or
+``text``), never dropped silently; a non-finite score is a ValueError. ``first_error_step`` is the
 index of the first step scoring strictly below ``threshold`` (default ``config.threshold``). Per call,
 ``score_span`` ("think", "response", "both") and ``max_length`` override how inputs are encoded, and
 ``aggregation`` ("geometric_mean", "min", ...) how the solution score is made from the step scores. Batched with
@@ -39,18 +45,18 @@ from torch.utils.data import DataLoader
 from transformers import Pipeline
 from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 
-from .aggregation import aggregate_scores
+from .aggregation import AGGREGATIONS, aggregate_scores
 from .generation import SamplingConfig, best_of_n
 from .outputs import ScoredSolution, score_json  # noqa: F401  (score_json: re-exported, it was defined here)
 from .processing_sprm import SPRMProcessor, plan_batches
 from .steps import EncodedTrace
 
-INPUT_KEYS = ({"question", "solution"}, {"question", "steps"}, {"text"})
 SOLUTION_KEYS = ("solution", "steps", "solutions", "text")
 INPUT_FORMS = (
-    "{'question', 'solution'}, {'question', 'steps'}, {'question', 'solutions'}, {'text'}, "
-    "or {'question'} alone to generate and score"
+    "{'question', 'solution'}, {'question', 'steps'}, {'question', 'solutions'}, {'text'}, a TRL stepwise row "
+    "{'prompt', 'completions'}, or {'question'} alone to generate and score"
 )
+SCORE_SPANS = ("think", "response", "both")
 GENERATION_PARAMS = ("mode", "num_candidates", "answer_extractor", "progress_callback")
 SAMPLING_PARAMS = {  # pipeline argument -> SamplingConfig field
     "temperature": "temperature",
@@ -62,6 +68,45 @@ SAMPLING_PARAMS = {  # pipeline argument -> SamplingConfig field
     "seed": "seed",
 }
 TOKEN_BUDGET_WINDOW = 1024  # inputs read ahead and sorted by length when batching by a token budget
+
+
+def scoring_fields(inputs: Any) -> dict | None:
+    """What one pipeline input asks for: None for a question alone (generate and score), else the fields to score
+    (``question`` with ``solution`` / ``steps`` / ``solutions``, or ``text``). Accepts every row the trainers take:
+    a `modeling_sprm.data` record (fields that are None are absent; other record fields are ignored) and a TRL
+    stepwise-supervision row ``{"prompt", "completions"[, "labels"]}``. Raises `TypeError` / `ValueError` naming
+    the problem: a solution field that is None never turns scoring into generation."""
+    if not isinstance(inputs, collections.abc.Mapping):
+        raise TypeError(f"step-scoring inputs are dicts with keys {INPUT_FORMS}; got {type(inputs).__name__}")
+    if "question" not in inputs and "prompt" in inputs and "completions" in inputs:  # a TRL stepwise row
+        prompt, completions = inputs["prompt"], inputs["completions"]
+        if not isinstance(prompt, str):
+            raise TypeError(f"a TRL row's prompt must be a string (standard, not conversational), got "
+                            f"{type(prompt).__name__}")
+        if not isinstance(completions, (list, tuple)):
+            raise TypeError(f"a TRL row's completions must be a list of step strings, got {type(completions).__name__}")
+        return {"question": prompt, "steps": list(completions)}
+    if set(inputs) == {"question"}:
+        if not isinstance(inputs["question"], str):
+            raise TypeError(f"question must be a string, got {type(inputs['question']).__name__}")
+        return None
+    given = {k: inputs[k] for k in SOLUTION_KEYS if inputs.get(k) is not None}
+    if not given:
+        if none := [k for k in SOLUTION_KEYS if k in inputs]:
+            raise ValueError(f"step-scoring input: {none[0]!r} is None; give the {none[0]} to score (only a dict "
+                             "with 'question' alone generates solutions)")
+        raise ValueError(f"step-scoring input has keys {sorted(map(str, inputs))}; expected {INPUT_FORMS}")
+    if len(given) > 1:
+        raise ValueError(f"step-scoring input gives {sorted(given)}; give exactly one of {list(SOLUTION_KEYS)}")
+    question = inputs.get("question")
+    if question is None and "text" not in given:
+        raise ValueError(f"step-scoring input has keys {sorted(map(str, inputs))} but no question; expected "
+                         f"{INPUT_FORMS}")
+    solutions = given.get("solutions")
+    if solutions is not None and (isinstance(solutions, str) or not isinstance(solutions, collections.abc.Sequence)
+                                  or not solutions):
+        raise ValueError("`solutions` must be a non-empty list of solution strings")
+    return {**given, **({} if question is None else {"question": question})}
 
 
 def _approximate_length(inputs: Any) -> int:
@@ -83,6 +128,24 @@ def _collate(items: list[dict]) -> dict:
 class StepScoringPipeline(Pipeline):
     """Scores each step of a solution with an [`SPRMForStepScoring`] model, or generates candidates with the same
     model and scores them (task ``"step-scoring"``; see the module docstring)."""
+
+    # The tokenizer is optional for pipeline(): a head-only checkpoint (the shipped default) has none; __init__
+    # then takes its backbone's. No image / audio / video components.
+    _load_tokenizer = None
+    _load_processor = _load_image_processor = _load_video_processor = _load_feature_extractor = False
+
+    def __init__(self, model, tokenizer=None, **kwargs):
+        if tokenizer is None:
+            from transformers import AutoTokenizer
+
+            from .backbones import resolve_backbone
+
+            reference = getattr(model.config, "backbone_name_or_path", None)
+            if not reference:
+                raise ValueError("the step-scoring pipeline needs a tokenizer: pass tokenizer=, or save one with the "
+                                 "checkpoint")
+            tokenizer = AutoTokenizer.from_pretrained(resolve_backbone(reference))
+        super().__init__(model, tokenizer=tokenizer, **kwargs)
 
     def __call__(self, inputs: Any, *args, max_batch_tokens: int | None = None, **kwargs):
         # With max_batch_tokens, a list or a stream is scored in batches filled up to a token budget (see
@@ -123,6 +186,15 @@ class StepScoringPipeline(Pipeline):
         sampling = {SAMPLING_PARAMS[k]: kwargs.pop(k) for k in list(kwargs) if k in SAMPLING_PARAMS}
         if kwargs:
             raise TypeError(f"unexpected arguments for the step-scoring pipeline: {sorted(kwargs)}")
+        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+                                      or not 0.0 <= threshold <= 1.0):
+            raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
+        if score_span is not None and score_span not in SCORE_SPANS:
+            raise ValueError(f"score_span must be one of {SCORE_SPANS}, got {score_span!r}")
+        if aggregation is not None and aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation must be one of {sorted(AGGREGATIONS)}, got {aggregation!r}")
+        if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1):
+            raise ValueError(f"max_length must be a positive number of tokens, got {max_length!r}")
         if sampling:
             forward["sampling"] = SamplingConfig.from_kwargs(**sampling)
         preprocess = {k: v for k, v in {"max_length": max_length, "score_span": score_span}.items() if v is not None}
@@ -140,29 +212,17 @@ class StepScoringPipeline(Pipeline):
         return self._sprm_processor
 
     def preprocess(self, inputs: Any, max_length: int | None = None, score_span: str | None = None) -> dict:
-        if not isinstance(inputs, collections.abc.Mapping):
-            raise TypeError(
-                f"step-scoring inputs are dicts with keys {{'question', 'solution'}}, {{'question', 'steps'}} or "
-                f"{{'text'}}; got {type(inputs).__name__}"
-            )
-        keys = {k for k, v in inputs.items() if v is not None}
-        if "question" in keys and not keys.intersection(SOLUTION_KEYS):
+        fields = scoring_fields(inputs)
+        if fields is None:
             return {"question": inputs["question"]}  # generate and score
-        if keys >= {"question", "solutions"}:
-            solutions = inputs["solutions"]
-            if isinstance(solutions, str) or not isinstance(solutions, collections.abc.Sequence) or not solutions:
-                raise ValueError("`solutions` must be a non-empty list of solution strings")
-            encode = self.sprm_processor.encode
+        encode = self.sprm_processor.encode
+        if "solutions" in fields:
             traces = [
-                encode(question=inputs["question"], solution=s, max_length=max_length, score_span=score_span)
-                for s in solutions
+                encode(question=fields["question"], solution=s, max_length=max_length, score_span=score_span)
+                for s in fields["solutions"]
             ]
             return {"traces": traces, "multi": True}
-        if not any(keys >= expected for expected in INPUT_KEYS):
-            raise ValueError(f"step-scoring input has keys {sorted(keys)}; expected {INPUT_FORMS}")
-        fields = {k: inputs.get(k) for k in ("question", "solution", "steps", "text")}
-        return {"traces": [self.sprm_processor.encode(**fields, max_length=max_length, score_span=score_span)],
-                "multi": False}
+        return {"traces": [encode(**fields, max_length=max_length, score_span=score_span)], "multi": False}
 
     def _forward(self, model_inputs: dict, **generation_params) -> dict:
         # A batch from get_iterator is {"items": [...]}; an unbatched call passes one preprocessed item.
@@ -262,6 +322,7 @@ class StepScoringPipeline(Pipeline):
                     aggregation=aggregation or config.aggregation,
                     empty_score=config.empty_solution_score,
                     score_span=score_span or config.score_span,
+                    rules=self.sprm_processor.rules,
                 )
             )
         return results if item["multi"] else results[0]

@@ -215,7 +215,7 @@ def test_score_api_returns_the_cli_json(tiny_client, tiny_folder, capsys):
     cli.main(["score", "--model", tiny_folder, "--question", QUESTION, "--solution", SOLUTION, "--json"])
     printed = json.loads(capsys.readouterr().out)
     assert api == printed
-    assert set(api) == {"steps", "score", "first_error_step", "model", "truncated", "no_steps"}
+    assert set(api) == {"steps", "score", "first_error_step", "model", "truncated", "no_steps", "unscored"}
     assert [s["text"] for s in api["steps"]] == [
         "Tom has 3 * 4 = 12 apples.", "He eats 2, so 12 - 2 = 10 apples are left.", "The answer is 10."
     ]
@@ -258,7 +258,8 @@ def test_space_readme_client_snippet_runs(tiny_app):
     assert 'Client("OWNER/SPACE-NAME")' in block
     namespace = {}
     exec(compile(block.replace("OWNER/SPACE-NAME", tiny_app[1]), "demo/README.md", "exec"), namespace)
-    assert set(namespace["result"]) == {"steps", "score", "first_error_step", "model", "truncated", "no_steps"}
+    assert set(namespace["result"]) == {"steps", "score", "first_error_step", "model", "truncated", "no_steps",
+                                        "unscored"}
 
 
 def test_queue_limits_and_no_file_access(tiny_app):

@@ -18,7 +18,7 @@ LAYERS = [
     {"modeling_sprm"},
     {"generation"},
     {"pipeline_sprm"},
-    {"registration", "data", "loading"},
+    {"registration", "data", "loading", "cards", "search", "labeling"},
     {"evaluation"},
     {"training"},
     {"apps"},

@@ -35,13 +35,14 @@ def test_json_is_todays_dict():
         "steps": [{"text": "a.", "score": 0.9, "part": "think"}, {"text": "b.", "score": 0.4, "part": "think"},
                   {"text": "c", "score": None, "part": "response"}],
         "score": 0.6, "first_error_step": 1, "truncated": True, "no_steps": False,
+        "unscored": [{"text": "c", "start": 8, "end": 9, "reason": "truncated"}],  # the one key added since
     }  # fmt: skip
     assert json.loads(json.dumps(result)) == expected and result.to_dict() == expected
     assert list(result) == list(expected)  # the same key order
     assert type(result.to_dict()["steps"][0]) is dict
     both = scored("both")
     assert both.part_scores == {"think": pytest.approx(0.4), "response": 0.0}  # "response" has no scored step
-    assert list(both)[-1] == "part_scores"
+    assert list(both)[-2:] == ["part_scores", "unscored"]
     assert pickle.loads(pickle.dumps(result)) == result
 
 
@@ -49,7 +50,8 @@ def test_public_json():
     result = scored()
     public = score_json(result, "m")
     assert public == {"steps": [{"text": "a.", "score": 0.9}, {"text": "b.", "score": 0.4}, {"text": "c", "score": None}],
-                      "score": 0.6, "first_error_step": 1, "model": "m", "truncated": True, "no_steps": False}
+                      "score": 0.6, "first_error_step": 1, "model": "m", "truncated": True, "no_steps": False,
+                      "unscored": [{"text": "c", "start": 8, "end": 9, "reason": "truncated"}]}
     assert score_json(result.to_dict(), "m") == public  # a plain dict works too
 
 
@@ -57,7 +59,7 @@ def test_candidate_and_search_result_keys():
     candidate = Candidate(text="t", steps=[StepScore("t", 0.5, "response")], score=0.5, first_error_step=None,
                           truncated=False, no_steps=False, part_scores=None, no_delimiter=True, answer="5", num_tokens=3)
     assert list(candidate) == ["text", "steps", "score", "first_error_step", "truncated", "no_steps", "no_delimiter",
-                               "answer", "num_tokens"]
+                               "answer", "num_tokens", "unscored"]
     result = StepSearchResult(question="q", candidates=[candidate], best=0, ranking=[0], majority_answer="5",
                               sprm_answer="5", weighted_answer="5", num_without_answer=0, generated_tokens=3, rounds=1)
     assert isinstance(result, BestOfNResult) and list(result)[-2:] == ["generated_tokens", "rounds"]

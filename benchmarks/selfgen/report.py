@@ -166,7 +166,7 @@ def loop_section(loop: dict) -> str:
         f"{test['problems'] * (test['samples_per_problem'][0] // loop['ns'][-1])} picks per seed, so one pick moves "
         f"it by {100 / (test['problems'] * (test['samples_per_problem'][0] // loop['ns'][-1])):.1f} points:\n",
         loop_best_of_n(loop),
-        f"\n![self-generated loop](benchmarks/results/selfgen_loop.png)\n",
+        "\n![self-generated loop](benchmarks/results/selfgen_loop.png)\n",
         f"Measured on {loop['machine']} ({loop['cpu_count']} CPU cores shared with other jobs, no GPU), "
         f"{loop['date'][:10]}, commit {loop['commit']}: `{loop['command']}` after "
         f"`{' ; '.join(test['commands'] + train['commands'])}`. Sampling {(train['seconds'] + test['seconds']) / 60:.0f} "

@@ -43,6 +43,15 @@ def _read_text_file(path: str, what: str) -> str:
         _fail(f"cannot read {what} {path}: {err}")
 
 
+def _print_json(value: Any) -> None:
+    """Print one strict JSON object: a NaN or infinity (which strict parsers reject) is an error, never printed."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except ValueError as err:
+        _fail(f"the result holds a non-finite number ({err}); no JSON is printed")
+    print(text)
+
+
 def _check_threshold(threshold: float | None) -> None:
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         _fail(f"--threshold must be in [0, 1], got {threshold}")
@@ -59,14 +68,27 @@ def load_scorer(model_args: ModelArguments, threshold: float | None = None):
     return model, tokenizer, name, model.config.threshold if threshold is None else threshold
 
 
+SPLIT_HELP = (
+    "The part of the data to read: a split of a Hub id or saved DatasetDict (required when it has several), a file "
+    "{split}.jsonl of a folder, a ProcessBench split, a BIG-Bench Mistake task, PRMBench test/train/all; "
+    "comma-separated for several."
+)
+
+
+def _data_formats() -> list[str]:
+    from ..data import LOADERS  # the standard library only: cheap
+
+    return sorted(LOADERS)
+
+
 # -- sprm score ---------------------------------------------------------------------------------------------------
 
 
 @dataclass
 class ScoreArguments:
-    """``sprm score``: score a solution step by step."""
+    """``sprm score``: score a solution step by step, or every solution of a data set (``--data``)."""
 
-    question: str = field(metadata={"help": "The question the solution answers."})
+    question: str | None = field(default=None, metadata={"help": "The question the solution answers."})
     solution: str | None = field(
         default=None, metadata={"help": "The solution text (cut into steps at the model's delimiters)."}
     )
@@ -79,9 +101,25 @@ class ScoreArguments:
         metadata={"help": "A step scoring below this is a predicted error (default: the model's, usually 0.5)."},
     )
     json: bool = field(default=False, metadata={"help": "Print one JSON object instead of a table."})
+    data: str | None = field(
+        default=None,
+        metadata={"help": "Batch scoring: score every solution of this data set (file, folder, saved data set or Hub "
+                  "id; labels not needed) into --output, one JSON line per solution (the --json object plus the "
+                  "record's id). Resumes an interrupted run; runs sharded under torchrun / accelerate launch."},
+    )
+    format: str | None = field(
+        default=None, metadata={"help": "--data's format (see modeling_sprm.data).", "choices": _data_formats()}
+    )
+    split: str | None = field(default=None, metadata={"help": SPLIT_HELP})
+    limit: int | None = field(default=None, metadata={"help": "Score only the first N records of --data."})
+    output: str | None = field(default=None, metadata={"help": "--data: the JSON-lines file to write (or resume)."})
+    batch_size: int = field(default=8, metadata={"help": "--data: solutions per forward pass."})
+    max_length: int | None = field(default=None, metadata={"help": "Longest input in tokens (default: the model's)."})
 
 
 def _score_input(args: ScoreArguments) -> dict:
+    if args.question is None:
+        _fail("give --question (with --solution, --solution-file or --steps-json), or --data to score a data set")
     given = [name for name in ("solution", "solution_file", "steps_json") if getattr(args, name) is not None]
     if len(given) != 1:
         _fail("give exactly one of --solution, --solution-file, --steps-json")
@@ -101,21 +139,86 @@ def _score_input(args: ScoreArguments) -> dict:
     return record
 
 
+DATA_ONLY = ("format", "split", "limit", "output")
+
+
 def run_score(args: ScoreArguments, model_args: ModelArguments) -> None:
+    if args.data is not None:
+        return run_score_data(args, model_args)
+    if used := [name for name in DATA_ONLY if getattr(args, name) is not None]:
+        _fail(f"--{used[0]} applies to batch scoring only (with --data)")
     record = _score_input(args)
     model, tokenizer, name, threshold = load_scorer(model_args, args.threshold)
-    from ..pipeline_sprm import StepScoringPipeline
+    from ..evaluation.report import scoring_pipeline
 
+    kwargs = {} if args.max_length is None else {"max_length": args.max_length}
     try:
-        result = StepScoringPipeline(model=model, tokenizer=tokenizer)(record, threshold=threshold)
+        result = scoring_pipeline(model, tokenizer)(record, threshold=threshold, **kwargs)
     except (TypeError, ValueError) as err:
         _fail(str(err))
     if result.truncated:
         print("warning: the input is longer than the model's context; steps after the cut are not scored", file=sys.stderr)
+    if result.unscored:
+        print(f"warning: {len(result.unscored)} part(s) of the text are not scored (see \"unscored\")", file=sys.stderr)
     if args.json:
-        print(json.dumps(result.public_json(name), ensure_ascii=False))
+        _print_json(result.public_json(name))
         return
     print(format_score_table(result, name, threshold))
+
+
+def distributed_environment() -> tuple[int, int, int]:
+    """``(rank, world_size, local_rank)`` as torchrun and accelerate launch set them (0, 1, 0 when run alone)."""
+    import os
+
+    return tuple(int(os.environ.get(name, default)) for name, default in
+                 (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0)))  # type: ignore[return-value]
+
+
+def run_score_data(args: ScoreArguments, model_args: ModelArguments) -> None:
+    """``sprm score --data``: see `modeling_sprm.evaluation.batch` for the rules (fixed batches, resume, shards)."""
+    if used := [f"--{name}" for name in ("question", "solution", "solution_file", "steps_json")
+                if getattr(args, name) is not None] + (["--json"] if args.json else []):
+        _fail(f"{used[0]} does not go with --data (each line of --output is the --json object of one solution)")
+    if args.format is None or args.output is None:
+        _fail("--data needs --format and --output")
+    if args.limit is not None and args.limit < 1:
+        _fail(f"--limit must be >= 1, got {args.limit}")
+    if args.batch_size < 1:
+        _fail(f"--batch-size must be >= 1, got {args.batch_size}")
+    rank, world, local_rank = distributed_environment()
+    records = _load_records(args.data, args.format, args.split, "--data")[: args.limit]
+    if not records:
+        _fail(f"--data {args.data} holds no records")
+    output = Path(args.output)
+    if output.is_dir() or not output.parent.is_dir():
+        _fail(f"--output {output} must be a file in an existing folder")
+    import torch
+
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.init_process_group("gloo")  # barriers only: each process runs the model on its own device
+        if model_args.device is None and model_args.device_map is None and torch.cuda.is_available():
+            model_args.device = f"cuda:{local_rank}"
+    from ..evaluation.batch import merge_parts, score_shard
+    from ..evaluation.report import scoring_pipeline
+
+    model, tokenizer, name, threshold = load_scorer(model_args, args.threshold)
+    kwargs = {"threshold": threshold, **({} if args.max_length is None else {"max_length": args.max_length})}
+    try:
+        scored = score_shard(scoring_pipeline(model, tokenizer), records, output, name, args.batch_size, rank, world,
+                             progress=rank == 0, **kwargs)
+    except (TypeError, ValueError) as err:
+        _fail(f"--data {args.data}: {err}")
+    if world > 1:
+        dist.barrier()
+    if rank == 0:
+        merge_parts(records, output)
+        print(f"wrote {len(records)} scored solutions to {output} ({scored} scored by this run"
+              f"{f' on process 0 of {world}' if world > 1 else ''})", file=sys.stderr)
+    if world > 1:
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def format_score_table(result: dict, model_name: str, threshold: float) -> str:
@@ -127,6 +230,12 @@ def format_score_table(result: dict, model_name: str, threshold: float) -> str:
         lines.append(f"{i:>4}  {score:>6}  {text[:100]}{'...' if len(text) > 100 else ''}{marker}")
     if result["no_steps"]:
         lines.append("(no steps found)")
+    from ..outputs import UNSCORED_REASONS
+
+    for part in result.get("unscored", []):
+        text = " ".join(part["text"].split())
+        lines.append(f"not scored ({UNSCORED_REASONS[part['reason']]}), chars {part['start']}-{part['end']}: "
+                     f"{text[:100]}{'...' if len(text) > 100 else ''}")
     lines.append(f"solution score: {result['score']:.4f}   model: {model_name}   threshold: {threshold}")
     return "\n".join(lines)
 
@@ -206,7 +315,7 @@ def _run_generation(args: GenerateArguments, model_args: ModelArguments, samplin
             for c in result["candidates"]
         ]
         out["model"] = name
-        print(json.dumps(out, ensure_ascii=False))
+        _print_json(out)
         return
     print(format_generation_table(result, name, threshold))
 
@@ -258,18 +367,13 @@ Tuning it on the test data is not allowed: it inflates the F1. To tune it, pass 
 with --threshold-from and --threshold-format; the threshold that maximises the F1 there is used on --data."""
 
 
-def _data_formats() -> list[str]:
-    from ..data import LOADERS  # the standard library only: cheap
-
-    return sorted(LOADERS)
-
-
 @dataclass
 class EvalArguments:
     """``sprm eval``: ProcessBench-style evaluation on a step-labelled data set."""
 
     data: str = field(metadata={"help": "Data folder or file (e.g. ../shared/data/processbench)."})
     format: str = field(metadata={"help": "Data format (see modeling_sprm.data).", "choices": _data_formats()})
+    split: str | None = field(default=None, metadata={"help": SPLIT_HELP})
     threshold: float | None = field(
         default=None, metadata={"help": "A step below this is a predicted error (default: the model's threshold)."}
     )
@@ -280,6 +384,7 @@ class EvalArguments:
     threshold_format: str | None = field(
         default=None, metadata={"help": "Format of --threshold-from (default: --format).", "choices": _data_formats()}
     )
+    threshold_split: str | None = field(default=None, metadata={"help": "--split of --threshold-from."})
     limit: int | None = field(
         default=None, metadata={"help": "Evaluate at most this many records per group, drawn at random."}
     )
@@ -296,14 +401,22 @@ class EvalArguments:
     json: bool = field(default=False, metadata={"help": "Print one JSON object instead of a table."})
 
 
-def _load_eval_records(path: str, format: str, limit: int | None, seed: int, what: str) -> list[dict]:
+def _load_records(path: str, format: str, split: str | None, what: str) -> list[dict]:
+    """`data.load_records` for a command: a data error is a one-line ``sprm: error``."""
     from ..data import DataFormatError, load_records
-    from ..evaluation import sample_per_group
 
     try:
-        records = load_records(path, format)
-    except (DataFormatError, FileNotFoundError) as err:
+        return load_records(path, format, split=split)
+    except (DataFormatError, FileNotFoundError, ValueError) as err:
         _fail(f"cannot load {what} {path} as {format}: {err}")
+
+
+def _load_eval_records(
+    path: str, format: str, limit: int | None, seed: int, what: str, split: str | None = None
+) -> list[dict]:
+    from ..evaluation import sample_per_group
+
+    records = _load_records(path, format, split, what)
     if not records:
         _fail(f"{what} {path} holds no records")
     return records if limit is None else sample_per_group(records, limit, seed)
@@ -311,25 +424,34 @@ def _load_eval_records(path: str, format: str, limit: int | None, seed: int, wha
 
 def run_eval(args: EvalArguments, model_args: ModelArguments) -> None:
     _check_threshold(args.threshold)
+    for flag, value in (("--batch-size", args.batch_size), ("--max-batch-tokens", args.max_batch_tokens)):
+        if value is not None and value < 1:
+            _fail(f"{flag} must be >= 1, got {value}")
     if args.threshold is not None and args.threshold_from:
         _fail("give either --threshold or --threshold-from, not both")
     if args.threshold_format and not args.threshold_from:
         _fail("--threshold-format needs --threshold-from")
     if args.limit is not None and args.limit < 1:
         _fail(f"--limit must be >= 1, got {args.limit}")
+    if args.threshold_split and not args.threshold_from:
+        _fail("--threshold-split needs --threshold-from")
     if args.threshold_from:
         test, tune = Path(args.data).resolve(), Path(args.threshold_from).resolve()
-        if test == tune or test in tune.parents or tune in test.parents:
+        # the same source is allowed only as two named, disjoint splits (e.g. a Hub id's train and test)
+        other_split = (test == tune and bool(args.split) and bool(args.threshold_split)
+                       and not set(args.split.split(",")) & set(args.threshold_split.split(",")))
+        if (test == tune or test in tune.parents or tune in test.parents) and not other_split:
             _fail(f"--threshold-from {args.threshold_from} overlaps --data {args.data}: tuning the threshold on the "
-                  "test data is not allowed; give a separate (training) data set")
-    records = _load_eval_records(args.data, args.format, args.limit, args.seed, "--data")
+                  "test data is not allowed; give a separate (training) data set, or another --threshold-split")
+    records = _load_eval_records(args.data, args.format, args.limit, args.seed, "--data", args.split)
     model, tokenizer, name, threshold = load_scorer(model_args, args.threshold)
     from ..evaluation import choose_threshold_for_model, evaluate_model
 
     source = "--threshold" if args.threshold is not None else "config.threshold"
     if args.threshold_from:
         tune_format = args.threshold_format or args.format
-        tune_records = _load_eval_records(args.threshold_from, tune_format, args.limit, args.seed, "--threshold-from")
+        tune_records = _load_eval_records(args.threshold_from, tune_format, args.limit, args.seed, "--threshold-from",
+                                          args.threshold_split)
         shared = {r["question"] for r in tune_records} & {r["question"] for r in records}
         if shared:
             print(f"warning: {len(shared)} questions of --threshold-from also appear in --data", file=sys.stderr)
@@ -340,12 +462,13 @@ def run_eval(args: EvalArguments, model_args: ModelArguments) -> None:
         except ValueError as err:
             _fail(f"cannot choose a threshold on --threshold-from {args.threshold_from}: {err}")
         source = f"chosen on {args.threshold_from} ({tune_format})"
-    for flag, value in (("--batch-size", args.batch_size), ("--max-batch-tokens", args.max_batch_tokens)):
-        if value is not None and value < 1:
-            _fail(f"{flag} must be >= 1, got {value}")
     report = evaluate_model(model, tokenizer, records, threshold, args.batch_size, args.max_length, args.max_batch_tokens)
-    report = {**report.to_dict(), "threshold_source": source, "model": name, "data": args.data, "format": args.format}
-    print(json.dumps(report) if args.json else format_eval_table(report))
+    report = {**report.to_dict(), "threshold_source": source, "model": name, "data": args.data, "format": args.format,
+              "split": args.split}
+    if args.json:
+        _print_json(report)
+    else:
+        print(format_eval_table(report))
 
 
 def format_eval_table(report: dict) -> str:
@@ -694,15 +817,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_utf8(argv: list[str]) -> None:
+    """Arguments that are not valid UTF-8 reach Python with lone surrogates (PEP 383), which no tokenizer takes."""
+    for i, value in enumerate(argv):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as err:
+            flag = None if value.startswith("-") else next((a for a in reversed(argv[:i]) if a.startswith("--")), None)
+            what = f"the value of {flag}" if flag else f"the argument {value.encode('utf-8', 'replace').decode()!r}"
+            _fail(f"{what} is not valid UTF-8 (byte {err.object[err.start].encode('utf-8', 'surrogateescape')!r} at "
+                  f"character {err.start}); expected UTF-8 text")
+
+
+def _fault_errors() -> tuple[type, ...]:
+    """The errors that are a damaged input, not a bug, of the modules imported so far (a module not imported
+    raised nothing): `loading.ModelLoadError` (a model folder that cannot be loaded) and
+    `outputs.NonFiniteScoreError` (a NaN or infinite score)."""
+    package = __name__.rsplit(".", 2)[0]
+    found = [(sys.modules.get(f"{package}.{module}"), name)
+             for module, name in (("loading", "ModelLoadError"), ("outputs", "NonFiniteScoreError"))]  # fmt: skip
+    return tuple(getattr(module, name) for module, name in found if module is not None)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in COMMANDS:
         build_parser().parse_args(argv[:1])  # prints the help, or the error for an unknown command, and exits
     try:
+        _check_utf8(argv)
         parsed = parse_command(argv[0], argv[1:])
         COMMANDS[argv[0]].run(*parsed)
     except CommandError as err:
         print(f"sprm: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except Exception as err:
+        if not isinstance(err, _fault_errors()):
+            raise
+        print(f"sprm: error: {err}", file=sys.stderr)  # a damaged model or a NaN score: one line, no traceback
         raise SystemExit(2) from None
 
 

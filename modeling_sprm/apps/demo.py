@@ -15,23 +15,30 @@ Interface contract (people script against it; keep it stable, and change the REA
 Limits (`DemoLimits`) are checked on the server, for the page and the API alike. Bad input and failures are
 reported, never as a stack trace: on the page as a message in place of the result plus a pop-up, through the API
 as ``gr.Error`` (``AppError`` in gradio_client). The app has no file inputs and refuses to widen gradio's
-``allowed_paths``.
+``allowed_paths``. Beyond the text limits: a request body over ``max_request_bytes`` is refused at the HTTP layer
+before it is read (`RequestSizeLimit`, status 413), a model call running past its time budget is stopped between
+two layers with a message (`DemoScorer.time_budget`), and requests beyond the queue get gradio's "queue is full"
+message.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import html
 import json
 import logging
 import os
 import re
+import threading
+import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
 
 import gradio as gr
+import torch
 from matplotlib.figure import Figure
 
 from ..aggregation import AGGREGATIONS, first_error_step
@@ -39,8 +46,8 @@ from ..data import gsm8k_reference
 from ..generation import MODES as GENERATION_MODES
 from ..generation import best_of_n
 from ..loading import untrained_head_warning
-from ..outputs import ScoredSolution
-from ..pipeline_sprm import StepScoringPipeline
+from ..evaluation.report import scoring_pipeline
+from ..outputs import UNSCORED_REASONS, ScoredSolution
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +68,9 @@ class DemoLimits:
     max_new_tokens: int = 320  # per sampled candidate
     concurrency: int = 1  # model calls at a time (they share one CPU model)
     max_queue: int = 32  # waiting requests beyond this are turned away with a message
+    max_request_bytes: int = 1_000_000  # an HTTP request body over this is refused before it is read
+    time_budget_s: float = 30.0  # a scoring call running longer is stopped (queue time does not count)
+    generate_time_budget_s: float = 180.0  # the same for sampling and scoring candidates
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -219,7 +229,25 @@ def summary_html(result: dict, threshold: float, aggregation: str) -> str:
     parts.append(f"Solution score = {aggregation.replace('_', ' ')} of the step scores.")
     if result["truncated"]:
         parts.append("The input was longer than the model's context: steps after the cut are not scored.")
-    return note_html(" ".join(parts)) + legend_html(threshold)
+    return note_html(" ".join(parts)) + unscored_html(result.get("unscored", [])) + legend_html(threshold)
+
+
+def unscored_html(unscored: list[dict]) -> str:
+    """The text that got no score (`outputs.UnscoredText`: outside the scored span, cut off, in no step), each
+    part with its reason and character range, so that nothing is dropped silently."""
+    if not unscored:
+        return ""
+    items = "".join(
+        f'<li data-start="{u["start"]}" data-end="{u["end"]}">characters {u["start"]}–{u["end"]}, '
+        f'{html.escape(UNSCORED_REASONS[u["reason"]])}: <q>{html.escape(_shorten(u["text"], 160))}</q></li>'
+        for u in unscored
+    )
+    return f'<div class="sprm-note sprm-unscored"><b>Not scored:</b><ul>{items}</ul></div>'
+
+
+def _shorten(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def step_plot(steps: list[dict], threshold: float, first_error: int | None) -> Figure | None:
@@ -300,13 +328,55 @@ def pick_summary_html(result: dict) -> str:
 # Scoring (the model calls behind the tabs)
 
 
+class _Deadlines(threading.local):
+    """The deadline of the model call running in this thread (None: none), read by the layer hooks."""
+
+    at: float | None = None
+    seconds: float = 0.0
+
+
+_DEADLINES = _Deadlines()
+
+
+def _check_deadline(_module, _inputs) -> None:
+    if _DEADLINES.at is not None and time.monotonic() > _DEADLINES.at:
+        raise TimeoutError(
+            f"This request took longer than the demo's time budget of {_DEADLINES.seconds:g} s and was stopped (the "
+            "server may be busy, or the input long). Try a shorter input, or run it locally with `sprm score`."
+        )
+
+
+def _hook_layers(model) -> None:
+    """Check the calling thread's deadline before every layer of the model (the members of its ``ModuleList``s):
+    a forward pass, or a generation, stops within one layer of it. Hooked once per model."""
+    if getattr(model, "_sprm_deadline_hooks", False):
+        return
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList):
+            for layer in module:
+                layer.register_forward_pre_hook(_check_deadline)
+    model._sprm_deadline_hooks = True
+
+
 class DemoScorer:
     """The model behind the demo: scoring through the ``step-scoring`` pipeline (the same path as
-    ``sprm score``), plus the think/response view, which scores both spans of a ``<think>`` trace."""
+    ``sprm score``), plus the think/response view, which scores both spans of a ``<think>`` trace. Every model call
+    runs within a time budget (`time_budget`)."""
 
     def __init__(self, model, tokenizer, model_name: str, limits: DemoLimits = DemoLimits()):
         self.model, self.tokenizer, self.model_name, self.limits = model.eval(), tokenizer, model_name, limits
-        self.pipe = StepScoringPipeline(model=model, tokenizer=tokenizer)
+        self.pipe = scoring_pipeline(model, tokenizer)  # stays on the device the model was loaded on
+        _hook_layers(model)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def time_budget(seconds: float):
+        """Model calls in this block (in this thread) raise a TimeoutError with a message once ``seconds`` pass."""
+        _DEADLINES.at, _DEADLINES.seconds = time.monotonic() + seconds, seconds
+        try:
+            yield
+        finally:
+            _DEADLINES.at = None
 
     @property
     def config(self):
@@ -319,7 +389,8 @@ class DemoScorer:
     def score_api(self, question: str, solution: str) -> dict:
         """The ``/score`` endpoint: the JSON object of ``sprm score --json`` (model threshold and aggregation)."""
         self._check(question, solution)
-        result = self.pipe({"question": question, "solution": solution}, threshold=self.config.threshold)
+        with self.time_budget(self.limits.time_budget_s):
+            result = self.pipe({"question": question, "solution": solution}, threshold=self.config.threshold)
         return result.public_json(self.model_name)
 
     def score(
@@ -335,7 +406,8 @@ class DemoScorer:
             record = {"question": question, "steps": split_paragraphs(solution)}
         else:
             record = {"question": question, "solution": solution}
-        return self.pipe(record, threshold=float(threshold), aggregation=aggregation)
+        with self.time_budget(self.limits.time_budget_s):
+            return self.pipe(record, threshold=float(threshold), aggregation=aggregation)
 
     def score_parts(self, question: str, trace: str, threshold: float, aggregation: str) -> ScoredSolution:
         """Score the thinking span and the response of a ``<think>...</think>`` trace separately (the pipeline with
@@ -344,10 +416,11 @@ class DemoScorer:
         self._check(question, trace, "Trace")
         if aggregation not in AGGREGATIONS:
             raise ValueError(f"aggregation must be one of {sorted(AGGREGATIONS)}, got {aggregation!r}.")
-        result = self.pipe(
-            {"question": question, "solution": trace}, threshold=float(threshold), aggregation=aggregation,
-            score_span="both",
-        )
+        with self.time_budget(self.limits.time_budget_s):
+            result = self.pipe(
+                {"question": question, "solution": trace}, threshold=float(threshold), aggregation=aggregation,
+                score_span="both",
+            )
         result["has_tags"] = self.config.think_start_tag in trace or self.config.think_end_tag in trace
         return result
 
@@ -355,14 +428,15 @@ class DemoScorer:
         """Best-of-N for a mode (``generation.best_of_n``'s record), within the limits."""
         n = check_candidates(mode, self.limits)
         check_text("Question", question, self.limits.max_question_chars)
-        return best_of_n(
-            self.model,
-            self.tokenizer,
-            question,
-            num_candidates=n,
-            max_new_tokens=self.limits.max_new_tokens,
-            progress_callback=progress_callback,
-        )
+        with self.time_budget(self.limits.generate_time_budget_s):
+            return best_of_n(
+                self.model,
+                self.tokenizer,
+                question,
+                num_candidates=n,
+                max_new_tokens=self.limits.max_new_tokens,
+                progress_callback=progress_callback,
+            )
 
     def generate_api(self, question: str, mode: str) -> dict:
         """The ``/generate`` endpoint: ``generation.best_of_n``'s record for ``mode`` ("low", "medium", ...)."""
@@ -412,9 +486,10 @@ def load_examples() -> dict[str, list]:
 
 
 def _user_message(err: Exception) -> str:
-    """What the user sees for a failed request: the message of bad input (ValueError, TypeError) as it is, a
-    short note for anything else (the traceback goes to the server log only). Call it inside ``except``."""
-    if isinstance(err, (ValueError, TypeError)):
+    """What the user sees for a failed request: the message of bad input (ValueError, TypeError) or of a request
+    past its time budget (TimeoutError) as it is, a short note for anything else (the traceback goes to the server
+    log only). Call it inside ``except``."""
+    if isinstance(err, (ValueError, TypeError, TimeoutError)):
         return str(err)
     logger.exception("demo request failed")
     return f"Something went wrong on the server ({type(err).__name__}). Please try again."
@@ -588,7 +663,8 @@ def build_demo(
                 firsts = {p: first_error_step([s["score"] for s in parts[p]], t) for p in parts}
                 views = [steps_html(parts[p], firsts[p], t) for p in ("think", "response")]
                 scores = [round(result["part_scores"][p], 4) if parts[p] else None for p in ("think", "response")]
-                return (*scores, (note_html(note.strip()) if note else "") + legend_html(t), *views)
+                note = (note_html(note.strip()) if note else "") + unscored_html(result["unscored"])
+                return (*scores, note + legend_html(t), *views)
 
             think_button.click(
                 on_think,
@@ -609,6 +685,7 @@ def build_demo(
         gr.api(_api_errors(scorer.generate_api), api_name="generate", concurrency_id="model")
 
     demo.queue(default_concurrency_limit=limits.concurrency, max_size=limits.max_queue)
+    demo.sprm_limits = limits  # launch() reads max_request_bytes
     return demo
 
 
@@ -651,11 +728,66 @@ def hub_model_url(name_or_path: str | None) -> str | None:
     return f"https://huggingface.co/{name_or_path}"
 
 
+class RequestSizeLimit:
+    """ASGI middleware: a request whose body is over ``max_bytes`` gets 413 and a message, before its body is read
+    (a declared ``Content-Length``), or as soon as the part read passes the limit (a chunked body: the app then
+    sees the client leave). Gradio reads a whole body into memory before any check of the app's own; this stops a
+    50 MB request at the door."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            return await self._refuse(send, int(declared) if declared.isdigit() else None)
+        received, started, refused = 0, False, False
+
+        async def limited_receive():
+            nonlocal received, refused
+            if refused:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes and not started:
+                refused = True
+                await self._refuse(send, None)
+                return {"type": "http.disconnect"}
+            return message
+
+        async def watched_send(message):
+            nonlocal started
+            if refused:  # the app's answer to a request already refused
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        await self.app(scope, limited_receive, watched_send)
+
+    async def _refuse(self, send, size: int | None) -> None:
+        what = f"{size:,} bytes" if size is not None else "more than that"
+        body = json.dumps({"error": f"Request body too large ({what}): this demo accepts at most "
+                                    f"{self.max_bytes:,} bytes."}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                   (b"connection", b"close")]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
 def launch(demo: gr.Blocks, host: str | None = None, port: int | None = None, **kwargs):
     """Start the app (theme and page settings in one place for `sprm demo`, the Space and the tests). ``host``
-    and ``port`` default to gradio's (``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``, else 127.0.0.1:7860)."""
+    and ``port`` default to gradio's (``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``, else 127.0.0.1:7860). The
+    request-size limit is the one `build_demo` was given (`DemoLimits.max_request_bytes`)."""
     if kwargs.get("allowed_paths") or os.environ.get("GRADIO_ALLOWED_PATHS"):
         raise ValueError("the demo serves no files: do not set allowed_paths or GRADIO_ALLOWED_PATHS")
+    from starlette.middleware import Middleware
+
+    max_bytes = getattr(demo, "sprm_limits", DemoLimits()).max_request_bytes
+    app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})
+    app_kwargs["middleware"] = [*app_kwargs.get("middleware", []), Middleware(RequestSizeLimit, max_bytes=max_bytes)]
+    kwargs["app_kwargs"] = app_kwargs
     kwargs.setdefault("theme", gr.themes.Soft(primary_hue="indigo"))
     kwargs.setdefault("show_error", True)  # messages of gr.Error, never tracebacks
     kwargs.setdefault("footer_links", ["api", "gradio"])

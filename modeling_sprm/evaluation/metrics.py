@@ -10,7 +10,14 @@ with a model and reports these metrics per group.
 * **Best-of-N** (``best_of_n_accuracy``, MetaStone-S1's disjoint groups), **majority vote**
   (``majority_vote_accuracy``), **calibration** (``expected_calibration_error``).
 
-The same ProcessBench metric is an ``evaluate`` module: ``evaluate.load(modeling_sprm.evaluation.METRIC_PATH)``.
+The same ProcessBench metric is an ``evaluate`` module: ``evaluate.load(modeling_sprm.evaluation.METRIC_PATH)``. It
+is self-contained (it can be published as a metric Space), so the functions it needs (``processbench_f1``,
+``auroc``, ``step_auroc``) live next to it in ``sprm_processbench/processbench.py`` (numpy only) and are imported
+here: one implementation.
+
+Why no scikit-learn for AUROC and calibration: a dependency of about 40 MB (with joblib and threadpoolctl) for two
+functions of ten lines each; ``auroc`` is the Mann-Whitney statistic with average ranks, and the tests check it
+against ``scipy.stats.mannwhitneyu``.
 Training monitors (``modeling_sprm.training.monitoring``) use the same ``auroc``.
 """
 
@@ -23,7 +30,8 @@ from typing import Sequence
 import numpy as np
 
 from ..aggregation import first_error_step
-from ..answers import answer_key
+from ..answers import answer_keys
+from .sprm_processbench.processbench import auroc, processbench_f1, step_auroc  # noqa: F401 (re-exported)
 
 METRIC_PATH = str(Path(__file__).parent / "sprm_processbench")
 DEFAULT_THRESHOLDS = tuple(round(0.01 * i, 2) for i in range(1, 100))  # 0.01, 0.02, ..., 0.99
@@ -38,38 +46,6 @@ def predict_first_error(step_scores: Sequence[float | None], threshold: float) -
     unseen."""
     first = first_error_step(step_scores, threshold)
     return -1 if first is None else first
-
-
-def _harmonic_mean(a: float | None, b: float | None) -> float | None:
-    if a is None or b is None:
-        return None
-    return 0.0 if a + b == 0 else 2 * a * b / (a + b)
-
-
-def processbench_f1(predictions: Sequence[int], labels: Sequence[int]) -> dict:
-    """ProcessBench's metric (QwenLM/ProcessBench ``run_eval.py``) from predicted and true first-error indices
-    (-1 = no error): ``error_acc`` = mean(prediction == label) over solutions with an error (label != -1),
-    ``correct_acc`` = the same over solutions without one (label == -1), ``f1`` = their harmonic mean (0 when both
-    are 0). An accuracy with no solution to average over is None, and so is ``f1`` then.
-
-    Returns ``{"f1", "error_acc", "correct_acc", "n", "n_error", "n_correct"}``.
-    """
-    predictions, labels = np.asarray(predictions, dtype=int).reshape(-1), np.asarray(labels, dtype=int).reshape(-1)
-    if predictions.shape != labels.shape:
-        raise ValueError(f"{len(predictions)} predictions for {len(labels)} labels")
-    if (labels < -1).any() or (predictions < -1).any():
-        raise ValueError("first-error indices are -1 (no error) or a step index >= 0")
-    has_error = labels != -1
-    error_acc = float(np.mean(predictions[has_error] == labels[has_error])) if has_error.any() else None
-    correct_acc = float(np.mean(predictions[~has_error] == -1)) if (~has_error).any() else None
-    return {
-        "f1": _harmonic_mean(error_acc, correct_acc),
-        "error_acc": error_acc,
-        "correct_acc": correct_acc,
-        "n": int(labels.size),
-        "n_error": int(has_error.sum()),
-        "n_correct": int((~has_error).sum()),
-    }
 
 
 def _first_below(step_scores: Sequence[float | None], thresholds: np.ndarray) -> np.ndarray:
@@ -118,46 +94,6 @@ def choose_threshold(
 
 
 # -- AUROC --------------------------------------------------------------------------------------------------------
-
-
-def auroc(scores: Sequence[float], labels: Sequence[float]) -> float | None:
-    """Area under the ROC curve: the probability that a random positive (label 1) scores above a random negative
-    (label 0), ties counting one half (Mann-Whitney U with average ranks). None when one class is absent."""
-    scores, labels = np.asarray(scores, dtype=float).reshape(-1), np.asarray(labels, dtype=float).reshape(-1)
-    if scores.shape != labels.shape:
-        raise ValueError(f"{scores.size} scores for {labels.size} labels")
-    if np.isnan(scores).any():
-        raise ValueError("scores contain NaN")
-    if not np.isin(labels, (0.0, 1.0)).all():
-        raise ValueError("AUROC needs 0/1 labels (round soft labels first)")
-    positive = labels == 1.0
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    if n_pos == 0 or n_neg == 0:
-        return None
-    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    average_rank = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based rank, averaged over each group of ties
-    ranks = average_rank[inverse]
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
-
-
-def step_auroc(
-    step_scores: Sequence[Sequence[float | None]], step_labels: Sequence[Sequence[float | None] | None]
-) -> float | None:
-    """AUROC over all steps that have both a score and a known label (ProcessBench labels: the steps before the
-    first error are correct, the first error is wrong, later ones unknown). Solutions without labels are skipped."""
-    if len(step_scores) != len(step_labels):
-        raise ValueError(f"{len(step_scores)} solutions of step scores for {len(step_labels)} of step labels")
-    scores, labels = [], []
-    for i, (solution_scores, solution_labels) in enumerate(zip(step_scores, step_labels)):
-        if solution_labels is None:
-            continue
-        if len(solution_scores) != len(solution_labels):
-            raise ValueError(f"solution {i}: {len(solution_scores)} step scores for {len(solution_labels)} labels")
-        for score, label in zip(solution_scores, solution_labels):
-            if score is not None and label is not None:
-                scores.append(score)
-                labels.append(label)
-    return auroc(scores, labels)
 
 
 def outcome_auroc(scores: Sequence[float], outcome_labels: Sequence[float | None]) -> float | None:
@@ -209,7 +145,8 @@ def majority_vote_accuracy(
     weights: Sequence[Sequence[float]] | None = None,
 ) -> float:
     """Majority-vote (self-consistency) accuracy: per group of samples, the most frequent final answer wins (numbers
-    compare by value, ``"1,000"`` == ``"1000"``; None = no answer, no vote; on a tie the answer seen first) and
+    compare by value, ``"1,000"`` == ``"1000"``, other answers by `answers.answers_match` (math-verify); None = no
+    answer, no vote; on a tie the answer seen first) and
     the group is as correct as a sample giving that answer; a group without answers counts as wrong. ``weights``
     (e.g. solution scores) turn it into a weighted vote. ``n``: vote within MetaStone-S1's disjoint groups of n
     samples (as ``best_of_n_accuracy``, so the two compare); None = one vote over all samples of a question.
@@ -226,9 +163,8 @@ def majority_vote_accuracy(
         for group in groups:
             votes: Counter = Counter()
             first_sample: dict[str, int] = {}
-            for i in group:
-                if a[i] is not None:
-                    key = answer_key(a[i])
+            for i, key in zip(group, answer_keys([a[i] for i in group])):
+                if key is not None:
                     votes[key] += w[i]
                     first_sample.setdefault(key, i)
             if not votes:

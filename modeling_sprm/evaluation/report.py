@@ -9,6 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from ..outputs import EvaluationReport, GroupMetrics
+from .batch import record_input, record_length
 from .metrics import choose_threshold, outcome_auroc, predict_first_error, processbench_f1, step_auroc
 
 
@@ -21,6 +22,15 @@ def sample_per_group(records: Sequence[dict], limit: int, seed: int = 0) -> list
         by_group.setdefault(record["group"], []).append(i)
     chosen = sorted(i for indices in by_group.values() for i in rng.sample(indices, min(limit, len(indices))))
     return [records[i] for i in chosen]
+
+
+def scoring_pipeline(model, tokenizer):
+    """The step-scoring pipeline on the device the model was loaded on (``--device``, ``--device_map``): a plain
+    `Pipeline` would move a model that has no ``device_map`` to ``cuda:0`` whenever a GPU exists."""
+    from ..pipeline_sprm import StepScoringPipeline
+
+    placed = getattr(model, "hf_device_map", None) is not None
+    return StepScoringPipeline(model=model, tokenizer=tokenizer, **({} if placed else {"device": model.device}))
 
 
 def score_records(
@@ -41,18 +51,11 @@ def score_records(
     """
     from tqdm.auto import tqdm
 
-    from ..pipeline_sprm import StepScoringPipeline
     from ..processing_sprm import default_max_batch_tokens
 
-    def length(record: dict) -> int:
-        return len(record["question"]) + sum(map(len, record["steps"] or [record["solution"]]))
-
-    order = sorted(range(len(records)), key=lambda i: length(records[i]))
-    inputs = (
-        {"question": records[i]["question"], "steps": records[i]["steps"], "solution": records[i]["solution"]}
-        for i in order
-    )
-    scorer = StepScoringPipeline(model=model, tokenizer=tokenizer)
+    order = sorted(range(len(records)), key=lambda i: record_length(records[i]))
+    inputs = (record_input(records[i]) for i in order)
+    scorer = scoring_pipeline(model, tokenizer)
     kwargs = {} if max_length is None else {"max_length": max_length}
     results: list[dict | None] = [None] * len(records)
     max_batch_tokens = max_batch_tokens or default_max_batch_tokens(scorer.device)

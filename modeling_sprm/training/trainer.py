@@ -15,6 +15,11 @@ through the backbone every step.
 Both trainers record how the head was trained in `model.config.head_training` and save **head-only** checkpoints
 (the backbone is referenced, as an adapter) that `SPRMForStepScoring.from_pretrained` and `sprm score --model DIR`
 load, next to a JSON training log and a plot of the mean score of correct vs incorrect solutions.
+
+Saving is crash-safe: a Trainer checkpoint is written into ``OUTPUT/.staging/checkpoint-N``, gets its manifest
+(`loading.write_manifest`: every file with its size and sha256), and only then is renamed to
+``OUTPUT/checkpoint-N``; a run killed while saving leaves no ``checkpoint-N`` behind (the next run clears the
+staging folder). The final model (`save_model`) gets its manifest last too.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import inspect
 import json
 import math
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -33,8 +39,10 @@ import torch
 import torch.nn.functional as F
 from transformers import Trainer
 from transformers.trainer import TRAINING_ARGS_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from ..data import as_record
+from ..loading import MANIFEST_NAME, STAGING_DIR, TRAINER_STATE_NAME, write_manifest
 from ..modeling_sprm import HEAD_PREFIX, SPRMForStepScoring
 from ..processing_sprm import SPRMProcessor, pad_step_features
 from ..steps import token_index
@@ -431,6 +439,71 @@ class SPRMTrainer(Trainer):
         plot_score_curves(
             self.state.log_history, Path(output_dir) / SCORE_PLOT_NAME, title=f"{self.loss_name} ({self.label_kind} labels)"
         )
+
+    def create_model_card(self, license: str | None = None, model_name: str | None = None, **kwargs) -> None:
+        """Write the package's model card (`modeling_sprm.cards.render_model_card`) to ``README.md`` in the output
+        folder, instead of the Trainer's generic one: `Trainer.push_to_hub` (``sprm train --push_to_hub``) uploads it
+        with the checkpoint. Its ``model-index`` comes from ``eval_results.json`` in the output folder when the
+        experiment wrote one there (none is invented); ``datasets`` from the training data when it is a Hub id.
+        The Trainer's other card arguments (``tags``, ``tasks``, ...) do not apply to it."""
+        if not self.is_world_process_zero():
+            return
+        from ..backbones import EMBEDDED_BACKBONE_ID, smollm2_wheel_dir
+        from ..cards import EVAL_RESULTS_FILE, TRAINING_FILE, load_eval_results, load_training_info, render_model_card
+
+        output_dir = Path(self.args.output_dir)
+        results = load_eval_results(output_dir / EVAL_RESULTS_FILE) if (output_dir / EVAL_RESULTS_FILE).is_file() else []
+        training = load_training_info(output_dir / TRAINING_FILE) if (output_dir / TRAINING_FILE).is_file() else {}
+        model = self.accelerator.unwrap_model(self.model)
+        repo_id = self.args.hub_model_id or getattr(self, "hub_model_id", None) or model_name or output_dir.name
+        embedded = model.config.backbone_name_or_path == EMBEDDED_BACKBONE_ID and smollm2_wheel_dir() is not None
+        card = render_model_card(model.config, repo_id, results, training, embedded_backbone=embedded,
+                                 license=license or "apache-2.0", head_only=not self.args.unfreeze_backbone)
+        card.save(output_dir / "README.md")
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        """`Trainer.save_model`; a final save (not a checkpoint's) ends with the folder's manifest."""
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if self.args.should_save:
+            (Path(output_dir) / MANIFEST_NAME).unlink(missing_ok=True)  # an earlier save's, no longer true
+        super().save_model(output_dir, _internal_call)
+        if not _internal_call and self.args.should_save:
+            write_manifest(output_dir)
+
+    def train(self, *args, **kwargs):
+        if self.args.should_save:  # a checkpoint a killed run did not finish
+            shutil.rmtree(Path(self.args.output_dir) / STAGING_DIR, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        return super().train(*args, **kwargs)
+
+    def _get_output_dir(self, trial) -> str:
+        staging = getattr(self, "_staging_dir", None)
+        return staging if staging is not None else super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        """`Trainer._save_checkpoint` into the staging folder (every process writes its part there), then, on the
+        main process, the manifest and the rename into place (see the module docstring)."""
+        run_dir = Path(super()._get_output_dir(trial))
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        staged, final = run_dir / STAGING_DIR / name, run_dir / name
+        self._staging_dir = str(staged.parent)
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging_dir = None
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            if self.state.best_model_checkpoint == str(staged):  # the Trainer recorded where it wrote
+                self.state.best_model_checkpoint = str(final)
+                self.state.save_to_json(str(staged / TRAINER_STATE_NAME))
+            write_manifest(staged)
+            if final.exists():  # a checkpoint of the same step from before a resume
+                shutil.rmtree(final)
+            os.replace(staged, final)
+            staged.parent.rmdir()
+            limit, best = self.args.save_total_limit, self.state.best_model_checkpoint
+            rotate_checkpoints(str(run_dir), limit, best, use_mtime=True)
+        self.accelerator.wait_for_everyone()
 
     def _issue_warnings_after_load(self, load_result: Any) -> None:
         # Resuming from a head-only checkpoint: the backbone keys are missing on purpose, the head's must not be.
