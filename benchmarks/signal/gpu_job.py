@@ -34,7 +34,8 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--cache-dir", default="/tmp/sprm-signal-cache")
     parser.add_argument("--experiments", nargs="+", default=list(EXPERIMENTS), choices=EXPERIMENTS)
-    parser.add_argument("--threads", type=int, default=2, help="torch threads per experiment process")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads per experiment process (the readouts "
+                        "experiment, which runs first, gets 3x)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--resamples", type=int, default=1000)
     parser.add_argument("--max-length", type=int, default=2048)
@@ -63,21 +64,29 @@ def main() -> None:
     if extract.returncode != 0:
         log("extraction failed")
         raise SystemExit(1)
-    processes = {}
-    for name in args.experiments:
-        command = [sys.executable, "-m", "benchmarks.signal.run", "--experiment", name, "--data-root", args.data,
-                   "--cache-dir", args.cache_dir, "--threads", str(args.threads), "--resamples", str(args.resamples),
-                   "--seeds", *map(str, args.seeds if name != "readouts" else args.seeds[:1]),
-                   "--out", str(out / f"signal_{name}.json")]
-        processes[name] = (subprocess.Popen(command, stdout=open(out / f"signal_{name}.log", "w"),
-                                            stderr=subprocess.STDOUT), time.time())
-        log(f"started {name}")
-    for name, (process, began) in processes.items():
-        code = process.wait()
-        record["stages"][name] = {"exit": code, "seconds": round(time.time() - began)}
-        (out / f"signal_{name}.done").write_text(f"{code}\n")
-        log(f"{name}: exit {code} after {time.time() - began:.0f} s")
-        save()
+    # The readouts experiment picks the readout (on validation folds) that heads, objectives and bbm use: it runs
+    # first, beside the baselines, with most of the threads.
+    phases = [[("baselines", 2), ("readouts", 3 * args.threads)], [("heads", args.threads + 1),
+              ("objectives", args.threads + 1), ("bbm", args.threads)]]
+    for phase in phases:
+        processes = {}
+        for name, threads in phase:
+            if name not in args.experiments:
+                continue
+            command = [sys.executable, "-m", "benchmarks.signal.run", "--experiment", name, "--data-root", args.data,
+                       "--cache-dir", args.cache_dir, "--threads", str(threads), "--resamples", str(args.resamples),
+                       "--seeds", *map(str, args.seeds if name != "readouts" else args.seeds[:1]),
+                       "--readouts-result", str(out / "signal_readouts.json"),
+                       "--out", str(out / f"signal_{name}.json")]
+            processes[name] = (subprocess.Popen(command, stdout=open(out / f"signal_{name}.log", "w"),
+                                                stderr=subprocess.STDOUT), time.time())
+            log(f"started {name} ({threads} threads)")
+        for name, (process, began) in processes.items():
+            code = process.wait()
+            record["stages"][name] = {"exit": code, "seconds": round(time.time() - began)}
+            (out / f"signal_{name}.done").write_text(f"{code}\n")
+            log(f"{name}: exit {code} after {time.time() - began:.0f} s")
+            save()
     log(f"all done in {time.time() - started:.0f} s")
 
 

@@ -35,6 +35,7 @@ from benchmarks.signal.table import load_table
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
+READOUTS_RESULT = RESULTS / "signal_readouts.json"  # the readouts experiment's JSON (--readouts-result)
 WATCHED = ("modeling_sprm", "benchmarks/signal")  # code the results depend on: must be committed
 
 # -- recipes ---------------------------------------------------------------------------------------------------------
@@ -83,7 +84,7 @@ def chosen_readout(hidden: bool = True, single_layer: bool = False) -> tuple[Rea
     signal_readouts.json): the choice never looks at a held-out split. ``hidden=False``: among readouts of hidden
     states alone (no structure features); ``single_layer``: among readouts of one layer (the MLP head's first
     layer has 2c x c weights, too slow to train here on several layers' concatenation)."""
-    path = RESULTS / "signal_readouts.json"
+    path = READOUTS_RESULT
     if not path.is_file():
         raise SystemExit(f"{path} is missing: run the readouts experiment first")
     sweep = {f"probe {r.label()}": r for r in readout_sweep()}
@@ -247,7 +248,11 @@ def main() -> None:
     parser.add_argument("--allow-dirty", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--readouts-result", default=str(READOUTS_RESULT),
+                        help="the readouts experiment's JSON, from which heads, objectives and bbm take their readout")
     args = parser.parse_args()
+    global READOUTS_RESULT
+    READOUTS_RESULT = Path(args.readouts_result)
     torch.set_num_threads(args.threads)
     started = time.time()
     source = provenance(args.allow_dirty)
