@@ -76,7 +76,7 @@ def main() -> None:
             command = [sys.executable, "-m", "benchmarks.signal.run", "--experiment", name, "--data-root", args.data,
                        "--cache-dir", args.cache_dir, "--threads", str(threads), "--resamples", str(args.resamples),
                        "--seeds", *map(str, args.seeds if name != "readouts" else args.seeds[:1]),
-                       "--readouts-result", str(out / "signal_readouts.json"),
+                       "--readouts-result", str(out / "signal_readouts.json"), "--device", args.device,
                        "--out", str(out / f"signal_{name}.json")]
             processes[name] = (subprocess.Popen(command, stdout=open(out / f"signal_{name}.log", "w"),
                                                 stderr=subprocess.STDOUT), time.time())

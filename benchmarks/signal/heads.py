@@ -10,6 +10,9 @@ Two solvers: ``adamw`` (mini-batches of solutions, linear learning-rate decay, a
 Every objective is one of ``modeling_sprm.losses.LOSSES``, called on ``[batch, steps]`` logits exactly as the
 trainers call it. Written here rather than through ``SPRMTrainer`` because the experiments train a few thousand
 small heads on 2 shared CPU cores, where the HF Trainer's per-run overhead would dominate.
+
+Heads train on ``DEVICE`` (``run.py --device``; default CPU): the cached readouts stay in CPU memory and each head's
+training rows move there; scores come back to the CPU. On a CPU the arithmetic is exactly the CPU path.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from torch import nn
 from modeling_sprm.training.losses import LOSSES
 from modeling_sprm.modeling_sprm import SPRMHead
 
-FILTER_LOSSES = ("spr", "asymmetric_spr", "first_error")  # losses whose weights depend on the head's own scores
+FILTER_LOSSES = ("spr", "asymmetric_spr", "first_error")
+DEVICE = torch.device("cpu")  # where heads train (set by run.py --device)  # losses whose weights depend on the head's own scores
 
 
 @dataclass(frozen=True)
@@ -101,13 +105,13 @@ class Data:
         rows = np.concatenate([np.arange(self.offsets[s], self.offsets[s + 1]) for s in solutions])
         which = np.repeat(np.arange(len(solutions)), lengths)
         position = rows - np.repeat(self.offsets[solutions], lengths)
-        return (torch.from_numpy(rows), torch.from_numpy(which), torch.from_numpy(position),
-                torch.from_numpy(lengths))
+        return (torch.from_numpy(rows).to(DEVICE), torch.from_numpy(which).to(DEVICE),
+                torch.from_numpy(position).to(DEVICE), torch.from_numpy(lengths))
 
 
 def padded(values: torch.Tensor, which: torch.Tensor, position: torch.Tensor, batch: int, width: int,
            fill: float = 0.0) -> torch.Tensor:
-    out = torch.full((batch, width), fill, dtype=values.dtype)
+    out = torch.full((batch, width), fill, dtype=values.dtype, device=values.device)
     return out.index_put((which, position), values)
 
 
@@ -116,7 +120,8 @@ def _loss(recipe: Recipe, logits_flat: torch.Tensor, data: Data, solutions: np.n
     rows, which, position, lengths = coordinates if coordinates is not None else data.batch(solutions)
     width = max(1, int(lengths.max()))
     logits = padded(logits_flat, which, position, len(solutions), width)
-    mask = padded(torch.ones(len(rows), dtype=torch.bool), which, position, len(solutions), width, False)
+    mask = padded(torch.ones(len(rows), dtype=torch.bool, device=logits_flat.device), which, position, len(solutions),
+                  width, False)
     options = dict(recipe.loss_options)
     if warm:
         options["use_filter"] = False
@@ -131,7 +136,8 @@ def train(recipe: Recipe, data: Data, seed: int) -> tuple[nn.Module, dict]:
     with outcome labels, the share of training steps whose pseudo-label (score > 0.5) agrees with their solution's
     label (= the share the SPR filter keeps) after each epoch."""
     torch.manual_seed(seed)
-    head = make_head(recipe, data.x.shape[1])
+    data = Data(data.x.to(DEVICE), data.offsets, data.outcome.to(DEVICE), data.step_label.to(DEVICE))
+    head = make_head(recipe, data.x.shape[1]).to(DEVICE)
     head.set_feature_statistics(data.x)
     diagnostics: dict = {}
     if recipe.solver == "lbfgs":
@@ -195,7 +201,8 @@ def _train_adamw(head: nn.Module, recipe: Recipe, data: Data, seed: int) -> list
 def scores(head: nn.Module, x: torch.Tensor, batch: int = 65536) -> np.ndarray:
     """Step scores ``sigmoid(head(x))``, float64 ``[N]``."""
     head.eval()
-    return np.concatenate([torch.sigmoid(head(x[i : i + batch])).double().numpy() for i in range(0, len(x), batch)])
+    return np.concatenate([torch.sigmoid(head(x[i : i + batch].to(DEVICE))).double().cpu().numpy()
+                           for i in range(0, len(x), batch)])
 
 
 @torch.no_grad()
@@ -205,5 +212,5 @@ def kept_share(head: nn.Module, data: Data) -> float:
     predicted = scores(head, data.x) > 0.5
     head.train(was_training)
     lengths = data.offsets[1:] - data.offsets[:-1]
-    label = np.repeat(data.outcome.numpy() > 0.5, lengths)
+    label = np.repeat(data.outcome.cpu().numpy() > 0.5, lengths)
     return float((predicted == label).mean())

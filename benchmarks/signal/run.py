@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from benchmarks.signal.extract import DEFAULT_CACHE, LAYERS
+from benchmarks.signal import heads
 from benchmarks.signal.heads import Recipe
 from benchmarks.signal.protocol import Context, Method, Readout, compare, evaluate
 from benchmarks.signal.table import load_table
@@ -236,6 +237,7 @@ def public(result: dict) -> dict:
 
 
 def main() -> None:
+    global READOUTS_RESULT
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiment", required=True, choices=sorted(EXPERIMENTS))
     parser.add_argument("--dataset", default=None, choices=["processbench", "bbm"],
@@ -248,11 +250,12 @@ def main() -> None:
     parser.add_argument("--allow-dirty", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--device", default="cpu", help="where the heads train (cuda on the GPU machine)")
     parser.add_argument("--readouts-result", default=str(READOUTS_RESULT),
                         help="the readouts experiment's JSON, from which heads, objectives and bbm take their readout")
     args = parser.parse_args()
-    global READOUTS_RESULT
     READOUTS_RESULT = Path(args.readouts_result)
+    heads.DEVICE = torch.device(args.device)
     torch.set_num_threads(args.threads)
     started = time.time()
     source = provenance(args.allow_dirty)
