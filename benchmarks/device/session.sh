@@ -24,7 +24,7 @@ export PYTHONPATH="$SITE:$PWD" PYTHONUNBUFFERED=1 TQDM_DISABLE=1 HF_HUB_DISABLE_
 export SPRM_CACHE=$STASH/cache
 PY=${PY:-python3}; DEVICE=${DEVICE:-cuda}; SCALE=${SCALE:-full}  # overridable to rehearse on a CPU
 log() { echo "[$(date +%T)] $*"; }
-SIGNAL_DATA=${SIGNAL_DATA:-.gpu/c/data}
+SIGNAL_DATA=${SIGNAL_DATA:-$STASH/data}
 # The GPU jobs' CPU work on cores 0-7, the signal study's experiments (CPU only) on 8-15: the timing call measures
 # an idle GPU while the study goes on.
 PIN_JOBS=${PIN_JOBS-taskset -c 0-7}; PIN_SIGNAL=${PIN_SIGNAL-taskset -c 8-15}
@@ -111,10 +111,14 @@ jobs)
         timeout -s TERM -k 20 $((seconds + 60)) "$@" > "$STASH/logs/$name.log" 2>&1
         log "end $name: exit $?"
     }
-    if [ -f benchmarks/signal/gpu_job.py ]; then  # CPU-heavy after its extraction: it outlives this call
+    # Later calls read the data from the stash, and the signal study, which outlives this call, runs from its own
+    # copy of the code (the device tool copies the working tree afresh for each call).
+    rm -rf $STASH/data $STASH/repo && cp -r .gpu/c/data $STASH/data && mkdir -p $STASH/repo
+    tar cf - --exclude=./.gpu --exclude=./.venv --exclude=./.git . | tar xf - -C $STASH/repo
+    if [ -f benchmarks/signal/gpu_job.py ]; then
         log "start signal, detached (the timing call collects it)"
-        setsid nohup $PIN_SIGNAL "$PY" -m benchmarks.signal.gpu_job --out $STASH/out/signal --data "$SIGNAL_DATA" \
-            --device "$DEVICE" > $STASH/logs/signal.log 2>&1 < /dev/null &
+        (cd $STASH/repo && PYTHONPATH="$SITE:$STASH/repo" exec setsid nohup $PIN_SIGNAL "$PY" -m benchmarks.signal.gpu_job --out $STASH/out/signal --data "$SIGNAL_DATA" \
+            --device "$DEVICE" > $STASH/logs/signal.log 2>&1 < /dev/null) &
         echo $! > $STASH/signal.pid
     fi
     run_job selfgen "$budget" $PIN_JOBS "$PY" -m benchmarks.selfgen.gpu_job --out $STASH/out/selfgen --backbone "$backbone" \
@@ -132,10 +136,10 @@ jobs)
 timing)
     mkdir -p $STASH/timing
     log "gpu_check"
-    timeout 200 $PIN_JOBS "$PY" -m benchmarks.gpu_check --data .gpu/c/data/processbench --device "$DEVICE" \
+    timeout 200 $PIN_JOBS "$PY" -m benchmarks.gpu_check --data $STASH/data/processbench --device "$DEVICE" \
         > $STASH/timing/gpu_check.log 2>&1; log "gpu_check exit $?"
     log "scoring_speed"
-    timeout 170 $PIN_JOBS "$PY" -m benchmarks.scoring_speed --device "$DEVICE" --data .gpu/c/data/processbench \
+    timeout 170 $PIN_JOBS "$PY" -m benchmarks.scoring_speed --device "$DEVICE" --data $STASH/data/processbench \
         > $STASH/timing/scoring_speed.log 2>&1; log "scoring_speed exit $?"
     cp benchmarks/results/gpu_check_cuda.json benchmarks/results/scoring_speed*.json $STASH/timing/ 2>/dev/null
     (cd $STASH && tar czf "$OUT/timing.tgz" timing)
