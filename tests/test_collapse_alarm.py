@@ -1,5 +1,6 @@
-"""The collapse alarm (`modeling_sprm.training.monitoring`): the rule on hand-built training logs, the warning and
-the verdict in ``training.json``."""
+"""The collapse alarm (`modeling_sprm.training.monitoring`): the rule on hand-built training logs, the warning, the
+verdict in ``training.json``, ``config.head_training`` and the model card, and a tiny synthetic run that collapses
+(MetaStone-S1's SPR filter, `tests/test_train_synthetic.py`) next to one that does not (`outcome_bce`)."""
 
 import json
 import logging
@@ -8,7 +9,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from transformers import PrinterCallback
 
+from modeling_sprm import SPRMConfig
+from modeling_sprm.cards import collapse_note, render_model_card
+from modeling_sprm.training import SPRMTrainer, SPRMTrainingArguments
 from modeling_sprm.training.monitoring import (
     COLLAPSE_PATIENCE,
     MIN_STEP_SCORE_STD,
@@ -136,8 +141,8 @@ def test_running_metrics_report_the_spread_of_the_step_scores():
 def test_the_warning_is_one_line_naming_the_loss_and_what_to_try():
     message = collapse_warning(collapse_verdict(SPR_COLLAPSING), "spr")
     assert "\n" not in message
-    assert "'spr' loss" in message and "since optimizer step 10" in message
-    assert "100.0% of the training steps right" in message and "0.0032" in message
+    assert "'spr' loss (since optimizer step 10): at step 50 the head calls 100.0% of the training steps right and " \
+           "its step scores spread 0.0032 (standard deviation)" in message
     assert "SPR filter keeps almost only steps of one class" in message
     assert "Try --loss outcome_bce, --loss mil or a head with feature_normalization='standardize'" in message
     other = collapse_warning(collapse_verdict(SPR_COLLAPSING), "outcome_bce", standardized=True)
@@ -174,7 +179,7 @@ def test_only_the_main_process_warns(caplog):
     assert not caplog.records
 
 
-# -- the record: training.json -----------------------------------------------------------------------------------------
+# -- the record: training.json and the card ----------------------------------------------------------------------------
 
 
 def test_the_verdict_is_added_to_training_json(tmp_path, caplog):
@@ -189,3 +194,95 @@ def test_the_verdict_is_added_to_training_json(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger=MONITOR_LOGGER):
         record_collapse_verdict(path, verdict)
     assert path.read_text() == "[1, 2]" and "is not a JSON object" in caplog.text
+
+
+def _config(head_training: dict) -> SPRMConfig:
+    from transformers import LlamaConfig
+
+    text = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                       num_key_value_heads=2, vocab_size=100)
+    return SPRMConfig(text_config=text, backbone_name_or_path="tiny", head_training=head_training)
+
+
+def test_the_card_warns_about_a_collapsed_head():
+    config = _config({"loss": "spr", "collapse": collapse_verdict(SPR_COLLAPSING)})
+    text = render_model_card(config, "alice/collapsed").text
+    training = text[text.index("## Training"): text.index("## Evaluation")]
+    assert "**Warning: this head's training collapsed** (from optimizer step 10 on). In the last training log (step " \
+           "50) the head calls 100.0% of the training steps right and its step scores spread 0.0032 (standard " \
+           "deviation)" in training
+    assert f"in each of the last {COLLAPSE_PATIENCE} training logs" in training
+    assert '"collapsed"' not in text  # said in a sentence, not dumped as JSON
+
+
+def test_the_card_states_a_passed_or_unjudged_check_and_says_nothing_without_one():
+    config = _config({"loss": "outcome_bce", "collapse": collapse_verdict(OUTCOME_BCE_HEALTHY)})
+    passed = render_model_card(config, "a/b")
+    assert "Collapse check: passed. In the last training log (optimizer step 50) the head calls 52.2% of the " \
+           "training steps wrong" in passed.text
+    assert "Warning" not in passed.text
+    short = collapse_note(collapse_verdict(SPR_COLLAPSING[:1]))
+    assert short == ("Collapse check: not judged (the run has 1 training logs with step metrics; the rule needs "
+                     f"{COLLAPSE_PATIENCE}).")
+    assert collapse_note(None) == "" and "Collapse check" not in render_model_card(_config({"loss": "spr"}), "a/b").text
+    # training.json (the experiment's) wins over config.head_training, as for every other field
+    overridden = render_model_card(_config({"collapse": collapse_verdict(OUTCOME_BCE_HEALTHY)}), "a/b",
+                                   training={"collapse": collapse_verdict(SPR_COLLAPSING)})
+    assert "Warning: this head's training collapsed" in overridden.text
+
+
+# -- a tiny training run -----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def synthetic_features(smollm2_tokenizer):
+    """Cached step features of 300 synthetic solutions (benchmarks/synthetic_spr.py: a step is wrong exactly when
+    its rule word is a "bad" one, visible at the token the head reads)."""
+    from benchmarks.synthetic_spr import synthetic_records, tiny_model
+    from modeling_sprm.training.features import extract_step_features
+
+    return extract_step_features(tiny_model(smollm2_tokenizer), smollm2_tokenizer, synthetic_records(300, seed=1),
+                                 batch_size=32)
+
+
+def train_synthetic(tokenizer, features, loss: str, out) -> SPRMTrainer:
+    """Train a fresh head with ``loss`` (the synthetic benchmark's recipe: 10 epochs of 10 batches, learning rate
+    1e-2, a log every 10 steps) and save it to ``out``."""
+    from benchmarks.synthetic_spr import tiny_model
+
+    args = SPRMTrainingArguments(
+        output_dir=str(out), use_cpu=True, save_strategy="no", disable_tqdm=True, report_to="none", seed=0,
+        num_train_epochs=10, per_device_train_batch_size=32, learning_rate=1e-2, logging_steps=10, loss=loss,
+    )
+    trainer = SPRMTrainer(tiny_model(tokenizer), args, train_dataset=features)
+    trainer.remove_callback(PrinterCallback)
+    trainer.train()
+    trainer.save_model(str(out))
+    return trainer
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_a_collapsing_spr_run_warns_and_records_it_while_outcome_bce_does_not(
+    smollm2_tokenizer, synthetic_features, tmp_path, caplog
+):
+    with caplog.at_level(logging.WARNING, logger=MONITOR_LOGGER):
+        spr = train_synthetic(smollm2_tokenizer, synthetic_features, "spr", tmp_path / "spr")
+    warnings = [r.getMessage() for r in caplog.records if r.name == MONITOR_LOGGER]
+    assert spr.state.global_step == 100 and len([e for e in spr.state.log_history if "loss" in e]) == 10
+    assert len(warnings) == 2, warnings  # the onset and the end of training, not one per log
+    assert all("collapsed with the 'spr' loss" in w and "--loss outcome_bce" in w for w in warnings)
+    recorded = json.loads((tmp_path / "spr" / "training.json").read_text())["collapse"]
+    assert recorded["collapsed"] is True and recorded["since_step"] <= 30 and recorded["step"] == 100
+    assert "one_class" in recorded["signs"]
+    config = SPRMConfig.from_pretrained(tmp_path / "spr")  # the head-only checkpoint's config.json
+    assert config.head_training["collapse"] == recorded
+    assert "Warning: this head's training collapsed" in render_model_card(config, "alice/spr").text
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger=MONITOR_LOGGER):
+        bce = train_synthetic(smollm2_tokenizer, synthetic_features, "outcome_bce", tmp_path / "bce")
+    assert not [r for r in caplog.records if r.name == MONITOR_LOGGER]
+    recorded = json.loads((tmp_path / "bce" / "training.json").read_text())["collapse"]
+    assert recorded["collapsed"] is False and recorded["training_logs"] == 10
+    assert 0.2 < recorded["step_positive_fraction"] < 0.8 and recorded["step_score_std"] > 0.1
+    assert "Collapse check: passed" in render_model_card(bce.model.config, "alice/bce").text

@@ -225,8 +225,9 @@ def collapse_warning(verdict: dict, loss: str, standardized: bool = False) -> st
     if not standardized:
         remedies.append("a head with feature_normalization='standardize' (SPRMConfig)")
     filter_note = ", so the SPR filter keeps almost only steps of one class" if "one_class" in verdict["signs"] else ""
-    return (f"SPRM training has collapsed with the {loss!r} loss: since optimizer step {verdict['since_step']} "
-            f"{describe_scores(verdict)}{filter_note}; its step scores cannot tell wrong steps from right ones. "
+    return (f"SPRM training has collapsed with the {loss!r} loss (since optimizer step {verdict['since_step']}): at "
+            f"step {verdict['step']} {describe_scores(verdict)}{filter_note}; its step scores cannot tell wrong steps "
+            "from right ones. "
             f"Try {', '.join(remedies[:-1])}{' or ' if len(remedies) > 1 else ''}{remedies[-1]}.")
 
 
