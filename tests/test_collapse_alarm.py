@@ -146,7 +146,10 @@ def test_the_warning_is_one_line_naming_the_loss_and_what_to_try():
     assert "SPR filter keeps almost only steps of one class" in message
     assert "Try --loss outcome_bce, --loss mil or a head with feature_normalization='standardize'" in message
     other = collapse_warning(collapse_verdict(SPR_COLLAPSING), "outcome_bce", standardized=True)
-    assert "--loss outcome_bce" not in other and "--loss mil" in other and "standardize" not in other
+    assert other.endswith("Try --loss mil.")
+    step = collapse_warning(collapse_verdict(SPR_COLLAPSING), "step_bce", labels="step")
+    assert "'step_bce' loss" in step and "SPR filter" not in step and "--loss" not in step
+    assert step.endswith("Try --class_balance or a head with feature_normalization='standardize' (SPRMConfig).")
 
 
 def test_the_alarm_warns_at_the_onset_and_at_the_end_not_at_every_log(caplog):

@@ -219,38 +219,47 @@ def describe_scores(verdict: dict) -> str:
     return " and ".join(said) or "no step scores were logged"
 
 
-def collapse_warning(verdict: dict, loss: str, standardized: bool = False) -> str:
-    """The one-line warning for a collapsed verdict of a run trained with ``loss``, with what to try instead."""
-    remedies = [f"--loss {name}" for name in ("outcome_bce", "mil") if name != loss]
+def collapse_warning(verdict: dict, loss: str, labels: str = "outcome", standardized: bool = False) -> str:
+    """The one-line warning for a collapsed verdict of a run trained with ``loss`` on ``labels`` ("outcome" or
+    "step"), with what to try instead (``standardized``: the head already standardises its features)."""
+    filter_note = ""
+    if labels == "outcome":
+        remedies = [f"--loss {name}" for name in ("outcome_bce", "mil") if name != loss]
+        if "one_class" in verdict["signs"]:
+            filter_note = ", so the SPR filter keeps almost only steps of one class"
+    else:
+        remedies = ["--class_balance"]
     if not standardized:
         remedies.append("a head with feature_normalization='standardize' (SPRMConfig)")
-    filter_note = ", so the SPR filter keeps almost only steps of one class" if "one_class" in verdict["signs"] else ""
+    tries = " or ".join([", ".join(remedies[:-1]), remedies[-1]] if len(remedies) > 1 else remedies)
     return (f"SPRM training has collapsed with the {loss!r} loss (since optimizer step {verdict['since_step']}): at "
             f"step {verdict['step']} {describe_scores(verdict)}{filter_note}; its step scores cannot tell wrong steps "
-            "from right ones. "
-            f"Try {', '.join(remedies[:-1])}{' or ' if len(remedies) > 1 else ''}{remedies[-1]}.")
+            f"from right ones. Try {tries}.")
 
 
 class CollapseAlarm(TrainerCallback):
     """Warns (`logger.warning`, one line, main process only) when a training log makes `collapse_verdict` fire,
-    once per onset (again only after the run recovered), and once more at the end of a collapsed run.
-    ``loss``: the training objective's name; ``standardized``: whether the head standardises its features."""
+    once per onset (again only after the run recovered), and once more at the end of a collapsed run. ``loss``,
+    ``labels`` and ``standardized`` are `collapse_warning`'s."""
 
-    def __init__(self, loss: str, standardized: bool = False):
-        self.loss, self.standardized = loss, standardized
+    def __init__(self, loss: str, labels: str = "outcome", standardized: bool = False):
+        self.loss, self.labels, self.standardized = loss, labels, standardized
         self.collapsed = False
+
+    def warn(self, verdict: dict) -> None:
+        logger.warning(collapse_warning(verdict, self.loss, self.labels, self.standardized))
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs or "train_step_positive_fraction" not in logs:
             return
         verdict = collapse_verdict(state.log_history)
         if verdict["collapsed"] and not self.collapsed:
-            logger.warning(collapse_warning(verdict, self.loss, self.standardized))
+            self.warn(verdict)
         self.collapsed = bool(verdict["collapsed"])
 
     def on_train_end(self, args, state, control, **kwargs):
         if state.is_world_process_zero and (verdict := collapse_verdict(state.log_history))["collapsed"]:
-            logger.warning(collapse_warning(verdict, self.loss, self.standardized))
+            self.warn(verdict)
 
 
 def record_collapse_verdict(path: str | Path, verdict: dict) -> None:

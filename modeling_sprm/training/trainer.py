@@ -242,7 +242,7 @@ class SPRMTrainer(Trainer):
         if model.score_head.standardize and not model.config.head_is_trained and self.train_dataset is not None:
             model.score_head.set_feature_statistics(self.training_feature_sample())
         self.running_metrics = RunningScoreMetrics(args.spr_threshold)  # training-batch metrics between two logs
-        self.add_callback(CollapseAlarm(self.loss_name, standardized=model.score_head.standardize))
+        self.add_callback(CollapseAlarm(self.loss_name, self.label_kind, model.score_head.standardize))
 
     def training_feature_sample(self, max_records: int = 512) -> torch.Tensor:
         """Step features ``[N, c]`` of the training data (every step of cached rows; otherwise one frozen
