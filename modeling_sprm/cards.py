@@ -11,7 +11,8 @@ Where a card's numbers come from: the experiment writes, next to a trained head 
   ``model-index`` metadata and its evaluation tables; nothing is typed by hand.
 * ``training.json``: a JSON object describing the training run (``training_data``, ``command``, ``loss``,
   ``held_out``, ``machine``, ``date``, ``datasets`` (Hub ids of the training data), ...; ``supervision`` overrides
-  the default "outcome labels only").
+  the default "outcome labels only"). The trainers add ``collapse``, the verdict of the collapse rule
+  (`modeling_sprm.training.monitoring.collapse_verdict`, also in ``config.head_training``); the card states it.
 """
 
 from __future__ import annotations
@@ -137,7 +138,7 @@ def training_lines(training: dict) -> list[tuple[str, str]]:
     keys = [k for k in TRAINING_LABELS if k in training] + [k for k in training if k not in TRAINING_LABELS]
     lines = []
     for key in keys:
-        if key == "supervision":
+        if key in ("supervision", "collapse"):  # said in sentences of their own
             continue
         value = training[key]
         text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
@@ -148,6 +149,31 @@ def training_lines(training: dict) -> list[tuple[str, str]]:
 
 # ----------------------------------------------------------------------------------------------------------------
 # Cards
+
+
+def collapse_note(verdict: dict | None) -> str:
+    """The card's sentence on the collapse verdict the trainer recorded (`training.monitoring.collapse_verdict`);
+    "" for a head without one (converted, or trained before the check existed)."""
+    if not isinstance(verdict, dict) or "collapsed" not in verdict:
+        return ""
+    from .training.monitoring import describe_scores
+
+    rule = verdict.get("rule") or {}
+    patience = rule.get("patience")
+    if verdict["collapsed"] is None:
+        return (f"Collapse check: not judged (the run has {verdict.get('training_logs')} training logs with step "
+                f"metrics; the rule needs {patience}).")
+    if not verdict["collapsed"]:
+        return (f"Collapse check: passed. In the last training log (optimizer step {verdict.get('step')}) "
+                f"{describe_scores(verdict)}.")
+    return (
+        f"**Warning: this head's training collapsed** (from optimizer step {verdict.get('since_step')} on). In the "
+        f"last training log (step {verdict.get('step')}) {describe_scores(verdict)}: it scores (almost) every step "
+        "alike, so its step scores do not tell wrong steps from right ones. (The rule of "
+        f"`modeling_sprm.training.monitoring`: in each of the last {patience} training logs, a share of at least "
+        f"{rule.get('one_class_share')} of the steps on one side of the threshold, or step scores with a standard "
+        f"deviation below {rule.get('min_step_score_std')}.)"
+    )
 
 
 def render_model_card(
@@ -222,6 +248,7 @@ def render_model_card(
         backbone_id=backbone_id,
         backbone_note=backbone_note,
         supervision=f"Supervision: {training['supervision']}." if training.get("supervision") else OUTCOME_ONLY,
+        collapse_note=collapse_note(training.get("collapse")),
         training_lines=training_lines(training),
         eval_tables=eval_tables(eval_results) if eval_results else "",
         eval_source=eval_source,

@@ -1,21 +1,47 @@
-"""Watching an SPRM head learn: score metrics for ``Trainer.compute_metrics``, the JSON training log, and the plot
-of MetaStone-S1's "aha moment" curves (mean solution score of correct vs incorrect solutions over training).
+"""Watching an SPRM head learn: score metrics for ``Trainer.compute_metrics``, the JSON training log, the plot
+of MetaStone-S1's "aha moment" curves (mean solution score of correct vs incorrect solutions over training), and the
+collapse alarm.
 
 Pure numpy on the metric side (the AUROC is `evaluation.metrics.auroc`; an outcome or step label >= 0.5 counts as
 correct, as everywhere in training); matplotlib (Agg canvas, no global backend switch) for the plot.
+
+**The collapse rule** (`collapse_verdict`). A head has collapsed when it scores (almost) every step alike, so its
+step scores cannot tell a wrong step from a right one. It reads the training-batch metrics of `RunningScoreMetrics`
+that each training log holds (``train_step_positive_fraction``, ``train_step_score_std``), and sees two signs:
+
+* **one class**: at least `ONE_CLASS_SHARE` (97%) of the steps fall on one side of the filter threshold
+  (``spr_threshold``): every pseudo-label is the same, so MetaStone-S1's SPR filter keeps (almost) only steps of one
+  class (all "right": only the steps of correct solutions; all "wrong": only those of wrong ones), a fixed point the
+  filter cannot leave;
+* **flat scores**: the standard deviation of the step scores is below `MIN_STEP_SCORE_STD` (0.01).
+
+The run has collapsed when each of the last `COLLAPSE_PATIENCE` (3) training logs shows at least one sign (one log
+alone can be a healthy head passing through; with ``logging_steps`` 10 that is 30 optimizer steps); with fewer
+training logs it is not judged (``collapsed`` is None). The rule reads scores, not labels: a head trained on data
+with almost only correct (or only wrong) solutions shows the first sign too, rightly, as its scores at the threshold
+say nothing either. `CollapseAlarm` warns while training; the trainers record the verdict (`collapse_verdict`) in
+``config.head_training["collapse"]`` and ``training.json``, and the model card shows it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
+from transformers import TrainerCallback
 
 from ..evaluation.metrics import auroc
+
+logger = logging.getLogger(__name__)
+
+ONE_CLASS_SHARE = 0.97  # this share of the steps on one side of the filter threshold: one pseudo-label class
+MIN_STEP_SCORE_STD = 0.01  # step scores (in [0, 1]) with a smaller standard deviation: flat
+COLLAPSE_PATIENCE = 3  # consecutive training logs that must show a sign
 
 CURVES = ("score_correct_mean", "score_incorrect_mean")
 
@@ -81,11 +107,12 @@ def compute_score_metrics(eval_pred) -> dict[str, float]:
 class RunningScoreMetrics:
     """Sums over the training batches since the last log, kept on the training device (read, one sync, only when
     logging): the mean solution score of correct and of incorrect solutions (the "aha" curves), the share of steps
-    the head calls right (near 0 or 1: collapsed), and the share of steps whose pseudo-label (score >
-    ``threshold``) agrees with their solution's outcome (what the SPR filter keeps, for hard labels)."""
+    the head calls right (near 0 or 1: collapsed), the share of steps whose pseudo-label (score > ``threshold``)
+    agrees with their solution's outcome (what the SPR filter keeps, for hard labels), and the spread (standard
+    deviation) of the step scores."""
 
     NAMES = ("correct_score_sum", "correct_count", "incorrect_score_sum", "incorrect_count", "positive_steps",
-             "agreeing_steps", "steps")  # fmt: skip
+             "agreeing_steps", "steps", "step_score_sum", "step_score_square_sum")  # fmt: skip
 
     def __init__(self, threshold: float = 0.5):
         self.threshold = threshold
@@ -96,7 +123,8 @@ class RunningScoreMetrics:
         ``[B]`` (NaN = unknown: neither correct nor incorrect)."""
         scores, outcomes = outputs.scores.detach().double(), outcomes.detach().double().to(outputs.scores.device)
         mask = outputs.step_mask.detach()
-        pseudo = outputs.step_scores.detach()[mask] > self.threshold
+        step_scores = outputs.step_scores.detach()[mask].double()
+        pseudo = step_scores > self.threshold
         step_outcomes = outcomes.unsqueeze(-1).expand_as(mask)[mask]
         correct, incorrect = outcomes >= 0.5, outcomes < 0.5
         agrees = (pseudo & (step_outcomes >= 0.5)) | (~pseudo & (step_outcomes < 0.5))
@@ -108,13 +136,15 @@ class RunningScoreMetrics:
             "positive_steps": pseudo.sum(),
             "agreeing_steps": agrees.sum(),
             "steps": mask.sum(),
+            "step_score_sum": step_scores.sum(),
+            "step_score_square_sum": step_scores.square().sum(),
         }
         self.sums = self.sums.to(scores.device) + torch.stack([values[name].double() for name in self.NAMES])
 
     def compute(self, global_sum: Callable[[torch.Tensor], torch.Tensor] | None = None, prefix: str = "") -> dict:
         """The metrics since the last call (summed over processes with ``global_sum``), then start again:
         ``score_correct_mean``, ``score_incorrect_mean``, ``score_gap``, ``step_positive_fraction``,
-        ``filter_agreement`` (each only where defined), named with ``prefix``."""
+        ``filter_agreement``, ``step_score_std`` (each only where defined), named with ``prefix``."""
         sums = dict(zip(self.NAMES, (global_sum(self.sums) if global_sum else self.sums).tolist()))
         self.sums = torch.zeros_like(self.sums)
         metrics = {}
@@ -127,7 +157,125 @@ class RunningScoreMetrics:
         if sums["steps"]:
             metrics["step_positive_fraction"] = sums["positive_steps"] / sums["steps"]
             metrics["filter_agreement"] = sums["agreeing_steps"] / sums["steps"]
+            mean = sums["step_score_sum"] / sums["steps"]
+            metrics["step_score_std"] = math.sqrt(max(sums["step_score_square_sum"] / sums["steps"] - mean**2, 0.0))
         return {prefix + k: v for k, v in metrics.items()}
+
+
+# -- the collapse alarm ---------------------------------------------------------------------------------------------
+
+
+def collapse_signs(log: dict, prefix: str = "train_") -> list[str]:
+    """The collapse signs (see the module docstring) one training log shows: ``"one_class"``, ``"flat_scores"``,
+    both or none. Metrics the log lacks show no sign."""
+    positive, spread = log.get(prefix + "step_positive_fraction"), log.get(prefix + "step_score_std")
+    signs = []
+    if positive is not None and max(positive, 1 - positive) >= ONE_CLASS_SHARE:
+        signs.append("one_class")
+    if spread is not None and spread < MIN_STEP_SCORE_STD:
+        signs.append("flat_scores")
+    return signs
+
+
+def collapse_verdict(log_history: list[dict], prefix: str = "train_") -> dict[str, Any]:
+    """Has the run whose Trainer ``log_history`` this is collapsed (the rule of the module docstring)? Reads the
+    training logs (those with ``{prefix}step_positive_fraction``) and returns
+
+    * ``collapsed``: True or False, or None when there are fewer than `COLLAPSE_PATIENCE` training logs;
+    * ``signs``: the signs of the last training log; ``since_step``: for a collapsed run, the optimizer step of the
+      first log of the unbroken run of logs with a sign up to the last (None otherwise);
+    * ``step``, ``step_positive_fraction``, ``step_score_std``, ``filter_agreement``: the last training log's;
+    * ``training_logs``: how many training logs were read; ``rule``: the thresholds it applied."""
+    logs = [entry for entry in log_history if entry.get(prefix + "step_positive_fraction") is not None]
+    last = logs[-1] if logs else {}
+    flagged = 0  # the unbroken run of logs with a sign, up to the last
+    while flagged < len(logs) and collapse_signs(logs[-1 - flagged], prefix):
+        flagged += 1
+    collapsed = None if len(logs) < COLLAPSE_PATIENCE else flagged >= COLLAPSE_PATIENCE
+    return {
+        "collapsed": collapsed,
+        "signs": collapse_signs(last, prefix),
+        "since_step": logs[-flagged].get("step") if collapsed else None,
+        "step": last.get("step"),
+        "step_positive_fraction": last.get(prefix + "step_positive_fraction"),
+        "step_score_std": last.get(prefix + "step_score_std"),
+        "filter_agreement": last.get(prefix + "filter_agreement"),
+        "training_logs": len(logs),
+        "rule": {"one_class_share": ONE_CLASS_SHARE, "min_step_score_std": MIN_STEP_SCORE_STD,
+                 "patience": COLLAPSE_PATIENCE},
+    }
+
+
+def describe_scores(verdict: dict) -> str:
+    """What the last training log of a `collapse_verdict` says about the step scores, as a phrase (for the warning
+    and the model card)."""
+    positive, spread = verdict.get("step_positive_fraction"), verdict.get("step_score_std")
+    said = []
+    if positive is not None:
+        side = "right" if positive >= 0.5 else "wrong"
+        said.append(f"the head calls {max(positive, 1 - positive):.1%} of the training steps {side}")
+    if spread is not None:
+        said.append(f"its step scores spread {spread:.4f} (standard deviation)")
+    return " and ".join(said) or "no step scores were logged"
+
+
+def collapse_warning(verdict: dict, loss: str, labels: str = "outcome", standardized: bool = False) -> str:
+    """The one-line warning for a collapsed verdict of a run trained with ``loss`` on ``labels`` ("outcome" or
+    "step"), with what to try instead (``standardized``: the head already standardises its features)."""
+    filter_note = ""
+    if labels == "outcome":
+        remedies = [f"--loss {name}" for name in ("outcome_bce", "mil") if name != loss]
+        if "one_class" in verdict["signs"]:
+            filter_note = ", so the SPR filter keeps almost only steps of one class"
+    else:
+        remedies = ["--class_balance"]
+    if not standardized:
+        remedies.append("a head with feature_normalization='standardize' (SPRMConfig)")
+    tries = " or ".join([", ".join(remedies[:-1]), remedies[-1]] if len(remedies) > 1 else remedies)
+    return (f"SPRM training has collapsed with the {loss!r} loss (since optimizer step {verdict['since_step']}): at "
+            f"step {verdict['step']} {describe_scores(verdict)}{filter_note}; its step scores cannot tell wrong steps "
+            f"from right ones. Try {tries}.")
+
+
+class CollapseAlarm(TrainerCallback):
+    """Warns (`logger.warning`, one line, main process only) when a training log makes `collapse_verdict` fire,
+    once per onset (again only after the run recovered), and once more at the end of a collapsed run. ``loss``,
+    ``labels`` and ``standardized`` are `collapse_warning`'s."""
+
+    def __init__(self, loss: str, labels: str = "outcome", standardized: bool = False):
+        self.loss, self.labels, self.standardized = loss, labels, standardized
+        self.collapsed = False
+
+    def warn(self, verdict: dict) -> None:
+        logger.warning(collapse_warning(verdict, self.loss, self.labels, self.standardized))
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs or "train_step_positive_fraction" not in logs:
+            return
+        verdict = collapse_verdict(state.log_history)
+        if verdict["collapsed"] and not self.collapsed:
+            self.warn(verdict)
+        self.collapsed = bool(verdict["collapsed"])
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if state.is_world_process_zero and (verdict := collapse_verdict(state.log_history))["collapsed"]:
+            self.warn(verdict)
+
+
+def record_collapse_verdict(path: str | Path, verdict: dict) -> None:
+    """Set ``"collapse"`` to ``verdict`` in the JSON object at ``path`` (a run's ``training.json``), creating the
+    file when there is none; a file that is not a JSON object is left alone (with a warning)."""
+    path = Path(path)
+    info: Any = {}
+    if path.is_file():
+        try:
+            info = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            info = None
+    if not isinstance(info, dict):
+        logger.warning(f"{path} is not a JSON object: the collapse verdict is not added to it")
+        return
+    path.write_text(json.dumps(_clean({**info, "collapse": verdict}), indent=2) + "\n", encoding="utf-8")
 
 
 # -- the training log and its plot ---------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from transformers import Trainer
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
+from ..cards import TRAINING_FILE
 from ..data import as_record
 from ..loading import MANIFEST_NAME, STAGING_DIR, TRAINER_STATE_NAME, write_manifest
 from ..modeling_sprm import HEAD_PREFIX, SPRMForStepScoring
@@ -50,6 +51,7 @@ from .arguments import SPRMTrainingArguments
 from .features import extract_step_features, step_features_for_traces
 from .losses import get_loss
 from .monitoring import RunningScoreMetrics, compute_score_metrics, plot_score_curves, write_training_log
+from .monitoring import CollapseAlarm, collapse_verdict, record_collapse_verdict
 
 TRAINING_LOG_NAME = "training_log.json"
 SCORE_PLOT_NAME = "score_curves.png"
@@ -240,6 +242,7 @@ class SPRMTrainer(Trainer):
         if model.score_head.standardize and not model.config.head_is_trained and self.train_dataset is not None:
             model.score_head.set_feature_statistics(self.training_feature_sample())
         self.running_metrics = RunningScoreMetrics(args.spr_threshold)  # training-batch metrics between two logs
+        self.add_callback(CollapseAlarm(self.loss_name, self.label_kind, model.score_head.standardize))
 
     def training_feature_sample(self, max_records: int = 512) -> torch.Tensor:
         """Step features ``[N, c]`` of the training data (every step of cached rows; otherwise one frozen
@@ -418,6 +421,7 @@ class SPRMTrainer(Trainer):
             "learning_rate": args.learning_rate,
             "train_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
             "seed": args.seed,
+            "collapse": collapse_verdict(self.state.log_history),  # monitoring's collapse rule
         }
 
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
@@ -462,12 +466,14 @@ class SPRMTrainer(Trainer):
         card.save(output_dir / "README.md")
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
-        """`Trainer.save_model`; a final save (not a checkpoint's) ends with the folder's manifest."""
+        """`Trainer.save_model`; a final save (not a checkpoint's) ends with the collapse verdict in ``training.json``
+        (`monitoring.collapse_verdict`) and the folder's manifest."""
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         if self.args.should_save:
             (Path(output_dir) / MANIFEST_NAME).unlink(missing_ok=True)  # an earlier save's, no longer true
         super().save_model(output_dir, _internal_call)
         if not _internal_call and self.args.should_save:
+            record_collapse_verdict(Path(output_dir) / TRAINING_FILE, collapse_verdict(self.state.log_history))
             write_manifest(output_dir)
 
     def train(self, *args, **kwargs):
