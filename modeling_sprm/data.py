@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import importlib.util
 import json
 import math
 import re
@@ -223,14 +224,16 @@ def file_rows(file: Path) -> Iterator[tuple[int, str, dict]]:
     ``datasets.load_dataset`` (Arrow's readers), or of a ``.json`` file holding one list of objects (see
     `_json_rows_by_hand` for why the json module reads that one). In a ``.jsonl`` file the row number is the line
     number counted from 0."""
-    import datasets
-
     builder = FILE_BUILDERS.get(file.suffix)
     if builder is None:
         raise DataFormatError(f"{file}: expected a {', '.join(FILE_BUILDERS)} file")
-    if file.suffix == ".json":
+    # `datasets` is a dependency, but a minimal environment (the GPU benchmark jobs carry no Arrow stack) may lack
+    # it: the json module reads JSON and JSON lines to the same rows.
+    if file.suffix == ".json" or (builder == "json" and importlib.util.find_spec("datasets") is None):
         yield from _json_rows_by_hand(file)
         return
+    import datasets
+
     try:
         with _quiet_datasets():
             table = datasets.load_dataset(builder, data_files=str(file), split="train")

@@ -4,7 +4,8 @@ head on its hidden states), as MetaStone-S1's self-supervised process reward mod
 The one path every score takes::
 
     text -> processing_sprm.SPRMProcessor       (steps.build_trace: steps and the token where each score is read)
-         -> backbone forward                      (features of `feature_layer` captured by a hook, only there)
+         -> backbone forward up to `feature_layer` (captured by a hook there; the layers above it, the final
+                                                   norm and the LM head are not run, see `forward`)
          -> SPRMHead                               (Linear(c, 2c) ReLU Dropout Linear(2c, 1) -> step logits)
          -> sigmoid -> aggregation                 (step scores -> solution score)
 
@@ -42,6 +43,23 @@ HEAD_PREFIX = "score_head."
 # from_pretrained arguments that concern loading the backbone of a head-only checkpoint
 _BACKBONE_LOAD_KWARGS = ("dtype", "torch_dtype", "quantization_config", "device_map", "attn_implementation", "max_memory")
 _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
+
+
+def _right_padded(attention_mask: torch.Tensor | None) -> bool:
+    """Whether a ``[batch, tokens]`` mask is ones then zeros in every row (padding only on the right)."""
+    if attention_mask is None or attention_mask.dim() != 2:
+        return False
+    return bool((attention_mask[:, 1:] <= attention_mask[:, :-1]).all())
+
+
+def _checkpointing(model: nn.Module) -> bool:
+    """Whether activation (gradient) checkpointing is on in ``model`` (transformers 5 renamed the flag)."""
+    return any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
+
+
+class FeatureLayerReached(Exception):
+    """Raised by the feature-layer hook of a scoring forward to end the backbone's forward there (the
+    architecture-independent way to skip the layers above it: no copy of any model's forward loop)."""
 
 
 class SPRMHead(nn.Sequential):
@@ -176,9 +194,10 @@ class SPRMForStepScoring(PreTrainedModel, GenerationMixin):
         return layers[k - 1] if isinstance(layers, nn.ModuleList) and len(layers) == n else None
 
     @contextlib.contextmanager
-    def capture_features(self):
+    def capture_features(self, stop: bool = False):
         """Context manager that records the feature layer's output of every backbone forward in a list, e.g.
-        during `generate()`: each entry is ``[batch, new_tokens, hidden]``. Only the feature layer is kept."""
+        during `generate()`: each entry is ``[batch, new_tokens, hidden]``. Only the feature layer is kept. With
+        ``stop=True`` the forward ends right there, by raising `FeatureLayerReached` (see `forward`)."""
         module = self.feature_module()
         if module is None:
             raise NotImplementedError(
@@ -188,6 +207,8 @@ class SPRMForStepScoring(PreTrainedModel, GenerationMixin):
 
         def hook(_module, _inputs, output):
             captured.append(output[0] if isinstance(output, tuple) else output)
+            if stop:
+                raise FeatureLayerReached
 
         handle = module.register_forward_hook(hook)
         try:
@@ -261,22 +282,41 @@ class SPRMForStepScoring(PreTrainedModel, GenerationMixin):
         if step_features is None:
             if input_ids is None and inputs_embeds is None:
                 raise ValueError("give input_ids (or inputs_embeds), or precomputed step_features")
+            if scoring and use_cache is None and cache is None:
+                use_cache = False  # a scoring forward has no next token: no KV cache to build
             module = self.feature_module() if scoring else None
             use_hidden_states = bool(output_hidden_states) or (scoring and module is None)
-            with self.capture_features() if (scoring and module is not None) else contextlib.nullcontext() as captured:
-                backbone_out = self.backbone(
-                    input_ids=input_ids,
-                    attention_mask=attention_mask,
-                    position_ids=position_ids,
-                    cache=cache,
-                    inputs_embeds=inputs_embeds,
-                    use_cache=use_cache,
-                    logits_to_keep=logits_to_keep if want_lm else 1,
-                    output_hidden_states=use_hidden_states,
-                    output_attentions=output_attentions,
-                    return_dict=True,
-                    **kwargs,
-                )
+            # Stop at the feature layer when nothing above it is asked for. The backbone's own forward still
+            # computes the masks, position ids and device moves (any architecture, quantized or device_map'ed);
+            # only the layers above the feature layer, the final norm and the LM head are skipped. Not under
+            # gradient checkpointing, whose recomputation would run the hooked layer again.
+            stop = (
+                module is not None
+                and not (want_lm or use_hidden_states or output_attentions or use_cache)
+                and not (torch.is_grad_enabled() and _checkpointing(self.backbone))
+            )
+            if stop and cache is None and position_ids is None and _right_padded(attention_mask):
+                # Causal attention never looks right, so right padding cannot change a real token's features: without
+                # the mask, attention takes its fast causal kernel instead of a masked one (same features).
+                attention_mask = None
+            with self.capture_features(stop) if module is not None else contextlib.nullcontext() as captured:
+                try:
+                    backbone_out = self.backbone(
+                        input_ids=input_ids,
+                        attention_mask=attention_mask,
+                        position_ids=position_ids,
+                        cache=cache,
+                        inputs_embeds=inputs_embeds,
+                        use_cache=use_cache,
+                        logits_to_keep=logits_to_keep if want_lm else 1,
+                        output_hidden_states=use_hidden_states,
+                        output_attentions=output_attentions,
+                        return_dict=True,
+                        **kwargs,
+                    )
+                except FeatureLayerReached:
+                    if not stop:
+                        raise
             if scoring:
                 if step_positions.dim() != 2:
                     raise ValueError(f"step_positions must be [batch, num_steps], got {tuple(step_positions.shape)}")

@@ -28,7 +28,8 @@ step score covers (outside the scored span, cut off, not in a step) with its cha
 index of the first step scoring strictly below ``threshold`` (default ``config.threshold``). Per call,
 ``score_span`` ("think", "response", "both") and ``max_length`` override how inputs are encoded, and
 ``aggregation`` ("geometric_mean", "min", ...) how the solution score is made from the step scores. Batched with
-padding (``batch_size=``). Output of generate-and-score: ``generation.best_of_n``'s ``outputs.BestOfNResult``
+padding: ``batch_size=`` inputs per forward, or ``max_batch_tokens=`` (inputs of similar length filled up to that
+many padded tokens per forward; ``batch_size`` then caps the count). Output of generate-and-score: ``generation.best_of_n``'s ``outputs.BestOfNResult``
 (candidates in sampling order with their steps, scores and answers; ``best``, ``ranking``, ``majority_answer``,
 ``sprm_answer``, ``weighted_answer``, ``num_without_answer``). Shipped as remote code next to the model.
 """
@@ -47,7 +48,7 @@ from transformers.pipelines.pt_utils import PipelineDataset, PipelineIterator
 from .aggregation import AGGREGATIONS, aggregate_scores
 from .generation import SamplingConfig, best_of_n
 from .outputs import ScoredSolution, score_json  # noqa: F401  (score_json: re-exported, it was defined here)
-from .processing_sprm import SPRMProcessor
+from .processing_sprm import SPRMProcessor, plan_batches
 from .steps import EncodedTrace
 
 SOLUTION_KEYS = ("solution", "steps", "solutions", "text")
@@ -66,6 +67,7 @@ SAMPLING_PARAMS = {  # pipeline argument -> SamplingConfig field
     "generation_batch_size": "batch_size",
     "seed": "seed",
 }
+TOKEN_BUDGET_WINDOW = 1024  # inputs read ahead and sorted by length when batching by a token budget
 
 
 def scoring_fields(inputs: Any) -> dict | None:
@@ -115,6 +117,10 @@ def _approximate_length(inputs: Any) -> int:
                for v in inputs.values() if isinstance(v, (str, list, tuple)))
 
 
+def _no_collate(item: dict) -> dict:
+    return item
+
+
 def _collate(items: list[dict]) -> dict:
     return {"items": items}
 
@@ -141,7 +147,21 @@ class StepScoringPipeline(Pipeline):
             tokenizer = AutoTokenizer.from_pretrained(resolve_backbone(reference))
         super().__init__(model, tokenizer=tokenizer, **kwargs)
 
-    def __call__(self, inputs: Any, *args, **kwargs):
+    def __call__(self, inputs: Any, *args, max_batch_tokens: int | None = None, **kwargs):
+        # With max_batch_tokens, a list or a stream is scored in batches filled up to a token budget (see
+        # _score_by_token_budget); the results keep the input order.
+        if max_batch_tokens is not None and not isinstance(inputs, collections.abc.Mapping):
+            plan_batches([], max_batch_tokens)  # checks the value
+            batch_size = kwargs.pop("batch_size", None) or self._batch_size
+            num_workers = kwargs.pop("num_workers", None) or self._num_workers or 0
+            preprocess_params, forward_params, postprocess_params = self._sanitize_parameters(**kwargs)
+            params = (
+                {**self._preprocess_params, **preprocess_params},
+                {**self._forward_params, **forward_params},
+                {**self._postprocess_params, **postprocess_params},
+            )
+            results = self._score_by_token_budget(inputs, max_batch_tokens, batch_size, num_workers, *params)
+            return list(results) if isinstance(inputs, list) else results
         # A list scored in batches is sorted by length first (and the results put back in input order), so that
         # each padded batch holds inputs of similar length: less padding computed.
         batch_size = kwargs.get("batch_size") or self._batch_size or 1
@@ -208,7 +228,11 @@ class StepScoringPipeline(Pipeline):
         # A batch from get_iterator is {"items": [...]}; an unbatched call passes one preprocessed item.
         items = model_inputs["items"] if "items" in model_inputs else [model_inputs]
         traces = [trace for item in items for trace in item.get("traces", [])]
-        step_scores, scores = self._score(traces) if traces else ([], [])
+        return {"items": self._attach_scores(items, *self._score(traces), generation_params)}
+
+    def _attach_scores(self, items: list[dict], step_scores: list, scores: list, generation_params: dict) -> list:
+        """The model outputs of preprocessed items, given the scores of all their traces in order (generation
+        items are generated and scored here)."""
         outputs, k = [], 0
         for item in items:
             if "question" in item:
@@ -217,14 +241,57 @@ class StepScoringPipeline(Pipeline):
             n = len(item["traces"])
             outputs.append({**item, "step_scores": step_scores[k : k + n], "scores": scores[k : k + n]})
             k += n
-        return {"items": outputs}
+        return outputs
 
     def _score(self, traces: list[EncodedTrace]) -> tuple[list[list[float]], list[float]]:
+        if not traces:
+            return [], []
         batch = {k: v.to(self.device) for k, v in self.sprm_processor.pad(traces).items()}
         with torch.inference_mode():  # quantized backbones need it (bitsandbytes 4-bit after generate())
             out = self.model(**batch)
-        step_scores = [out.step_scores[i][out.step_mask[i]].tolist() for i in range(len(traces))]
-        return step_scores, out.scores.tolist()
+        # one device -> host copy per batch, then plain Python lists
+        step_scores, step_mask, scores = (t.cpu() for t in (out.step_scores, out.step_mask, out.scores))
+        return [row[mask].tolist() for row, mask in zip(step_scores, step_mask)], scores.tolist()
+
+    def _score_by_token_budget(
+        self,
+        inputs,
+        max_batch_tokens: int,
+        batch_size: int | None,
+        num_workers: int,
+        preprocess_params,
+        forward_params,
+        postprocess_params,
+    ):
+        """Score ``inputs`` (a list, dataset or generator) in windows of `TOKEN_BUDGET_WINDOW` inputs: every trace of
+        a window is batched with traces of similar length up to ``max_batch_tokens`` padded tokens
+        (`processing_sprm.plan_batches`), and the window's results are yielded in input order. With
+        ``num_workers``, inputs are encoded in that many worker processes, ahead of the forwards (a GPU waits less)."""
+        if isinstance(inputs, collections.abc.Sized):
+            dataset = PipelineDataset(inputs, self.preprocess, preprocess_params)
+        else:
+            num_workers = min(num_workers, 1)  # as Pipeline.get_iterator: each worker would read the whole stream
+            dataset = PipelineIterator(inputs, self.preprocess, preprocess_params)
+        if num_workers:
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+            dataset = DataLoader(dataset, num_workers=num_workers, batch_size=None, collate_fn=_no_collate)
+        window: list = []
+        for item in dataset:
+            window.append(item)
+            if len(window) == TOKEN_BUDGET_WINDOW:
+                yield from self._score_window(window, max_batch_tokens, batch_size, forward_params, postprocess_params)
+                window = []
+        yield from self._score_window(window, max_batch_tokens, batch_size, forward_params, postprocess_params)
+
+    def _score_window(self, items, max_batch_tokens, batch_size, forward_params, postprocess_params):
+        traces = [trace for item in items for trace in item.get("traces", [])]
+        step_scores: list = [None] * len(traces)
+        scores: list = [None] * len(traces)
+        for batch in plan_batches([len(t.input_ids) for t in traces], max_batch_tokens, batch_size):
+            for i, s, score in zip(batch, *self._score([traces[i] for i in batch])):
+                step_scores[i], scores[i] = s, score
+        for output in self._attach_scores(items, step_scores, scores, forward_params):
+            yield self.postprocess({"items": output}, **postprocess_params)
 
     def _generate(self, question: str, threshold: float | None = None, **params) -> dict:
         return best_of_n(self.model, self.tokenizer, question, threshold=threshold, **params)

@@ -219,6 +219,42 @@ def pad_traces(traces: Sequence[EncodedTrace], pad_token_id: int) -> dict[str, t
     }
 
 
+# The token budget of one batched forward when none is given (`sprm eval`, feature extraction), per device type:
+# measured with benchmarks/scoring_speed.py (benchmarks/results/scoring_speed.json, and scoring_speed_cuda.json).
+DEFAULT_MAX_BATCH_TOKENS = {"cpu": 4096, "cuda": 32768}
+
+
+def default_max_batch_tokens(device: torch.device | str) -> int:
+    """`DEFAULT_MAX_BATCH_TOKENS` of ``device``'s type (the GPU value for accelerators not listed)."""
+    kind = torch.device(device).type
+    return DEFAULT_MAX_BATCH_TOKENS.get(kind, DEFAULT_MAX_BATCH_TOKENS["cuda"])
+
+
+def plan_batches(
+    lengths: Sequence[int], max_batch_tokens: int | None = None, batch_size: int | None = None
+) -> list[list[int]]:
+    """Group inputs of these token ``lengths`` into batches of similar length, longest first (so a budget too large
+    for the device fails at once, not at the end). A batch holds at most ``batch_size`` inputs and, with
+    ``max_batch_tokens``, at most that many tokens once padded (inputs x its longest; an input longer than the
+    budget is a batch of its own). Neither given: one batch. Returns lists of indices into ``lengths``, each index
+    once."""
+    for name, value in (("max_batch_tokens", max_batch_tokens), ("batch_size", batch_size)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    batches: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        batch = batches[-1] if batches else None
+        if (
+            batch is None
+            or (batch_size is not None and len(batch) >= batch_size)
+            or (max_batch_tokens is not None and (len(batch) + 1) * lengths[batch[0]] > max_batch_tokens)
+        ):
+            batches.append([i])
+        else:
+            batch.append(i)
+    return batches
+
+
 def pad_step_features(
     features: Sequence[torch.Tensor],
     dtype: torch.dtype | None = None,
@@ -240,4 +276,11 @@ def pad_step_features(
     return out, mask
 
 
-__all__ = ["SPRMProcessor", "pad_step_features", "pad_traces"]
+__all__ = [
+    "DEFAULT_MAX_BATCH_TOKENS",
+    "SPRMProcessor",
+    "default_max_batch_tokens",
+    "pad_step_features",
+    "pad_traces",
+    "plan_batches",
+]

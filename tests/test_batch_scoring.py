@@ -42,7 +42,7 @@ def test_one_line_per_solution_in_input_order_with_the_score_json_object(one_pro
     records = load_records(DATA, "processbench")
     lines = [json.loads(line) for line in one_process.read_text().splitlines()]
     assert [line["id"] for line in lines] == [r["id"] for r in records]
-    assert set(lines[0]) == {"id", "steps", "score", "first_error_step", "model", "truncated", "no_steps"}
+    assert set(lines[0]) == {"id", "steps", "score", "first_error_step", "model", "truncated", "no_steps", "unscored"}
     assert all(len(line["steps"]) == len(r["steps"]) for line, r in zip(lines, records))
     assert not (one_process.parent / "scores.jsonl.parts").exists()  # parts merged and removed
 

@@ -13,7 +13,7 @@ REMOTE_CODE = {"configuration_sprm", "modeling_sprm", "pipeline_sprm", "processi
                "outputs", "generation", "answers", "backbones"}  # fmt: skip
 # Lowest first; a module may import its own layer and the ones below.
 LAYERS = [
-    {"steps", "aggregation", "answers", "backbones", "configuration_sprm", "arguments"},
+    {"steps", "aggregation", "answers", "backbones", "configuration_sprm", "arguments", "readouts"},
     {"outputs", "processing_sprm"},
     {"modeling_sprm"},
     {"generation"},

@@ -3,12 +3,14 @@
 #
 #   prepare   here: writes .gpu/a, .gpu/b, .gpu/c (wheels, the GGUF file in three parts, the data) from this
 #             machine's venv and ../shared/data; they are git-ignored and travel as `carry`
-#   stage-a   there, call 1, carry [".gpu/a"]: installs the wheels into /tmp/site, keeps part 1, and runs the GPU
-#             jobs' own tests on tiny random models (catches a broken environment before the long calls)
+#   stage-a   there, call 1, carry [".gpu/a"]: installs the wheels into /tmp/site, keeps part 1, checks that the
+#             jobs import and CUDA computes (catches a broken environment before the long calls)
 #   stage-b   there, call 2, carry [".gpu/b"]: keeps part 2
 #   jobs      there, call 3, carry [".gpu/c"]: joins and checks the backbone, runs the data jobs side by side (each
 #             with its own time budget), packs every output; the first 64 MB come back
-#   timing    there, call 4: the timing benchmarks alone on the idle GPU, and the rest of the packed outputs
+#   timing    there, call 4: the timing benchmarks alone on the idle GPU, the rest of the packed outputs, and what
+#             the signal study (detached in `jobs`, on its own cores) has written so far
+#   signal    there, call 5 if needed: waits up to $SIGNAL_WAIT s for the signal study and sends it back
 #
 # Each call follows the last within the 30 s the machine stays warm; what a call leaves in /root/sprm and /tmp/site
 # is there for the next. $OUT is the device tool's folder of files that come back (8 files of 16 MiB at most).
@@ -22,6 +24,20 @@ export PYTHONPATH="$SITE:$PWD" PYTHONUNBUFFERED=1 TQDM_DISABLE=1 HF_HUB_DISABLE_
 export SPRM_CACHE=$STASH/cache
 PY=${PY:-python3}; DEVICE=${DEVICE:-cuda}; SCALE=${SCALE:-full}  # overridable to rehearse on a CPU
 log() { echo "[$(date +%T)] $*"; }
+SIGNAL_DATA=${SIGNAL_DATA:-$STASH/data}
+# The GPU jobs' CPU work on cores 0-7, the signal study's experiments (CPU only) on 8-15: the timing call measures
+# an idle GPU while the study goes on.
+PIN_JOBS=${PIN_JOBS-taskset -c 0-7}; PIN_SIGNAL=${PIN_SIGNAL-taskset -c 8-15}
+SIGNAL_WAIT=${SIGNAL_WAIT:-0}
+
+collect_signal() {  # wait up to $SIGNAL_WAIT s for the signal study, then send its outputs back as signal.tgz
+    local waited=0
+    while [ "$waited" -lt "$SIGNAL_WAIT" ] && kill -0 "$(cat $STASH/signal.pid 2>/dev/null)" 2>/dev/null; do
+        sleep 5; waited=$((waited + 5))
+    done
+    (cd $STASH && tar czf "$OUT/signal.tgz" out/signal logs/signal.log 2>/dev/null)
+    tail -n 8 $STASH/out/signal/signal_job.log 2>/dev/null
+}
 
 pack_into_out() {  # copy the packed pieces numbered from $1 to $2 into $OUT
     for i in $(seq "$1" "$2"); do
@@ -71,8 +87,11 @@ stage-a)
 transformers.__version__, 'peft', peft.__version__, 'bitsandbytes', bitsandbytes.__version__, \
 torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU')"
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-    timeout 240 "$PY" -m pytest -q -x -p no:cacheprovider tests/test_trajectory_gpu_job.py tests/test_selfgen_gpu_job.py \
-        tests/test_modeling.py tests/test_quantization.py 2>&1 | tail -15
+    "$PY" -c "import benchmarks.selfgen.gpu_job, benchmarks.trajectory.gpu_job, benchmarks.signal.gpu_job, \
+benchmarks.signal.run, benchmarks.gpu_check, benchmarks.scoring_speed" && log "job modules import"
+    # (the jobs' own tests ran in a CPU rehearsal of these verbs; here only what needs the device)
+    [ "$DEVICE" = cuda ] && "$PY" -c "import torch; x = torch.randn(2048, 2048, device='cuda'); \
+print('cuda matmul ok', round(float((x @ x).abs().mean()), 1))"
     ;;
 stage-b)
     cp .gpu/b/gguf.part2 $STASH/ && ls -la $STASH
@@ -92,17 +111,24 @@ jobs)
         timeout -s TERM -k 20 $((seconds + 60)) "$@" > "$STASH/logs/$name.log" 2>&1
         log "end $name: exit $?"
     }
-    run_job selfgen "$budget" "$PY" -m benchmarks.selfgen.gpu_job --out $STASH/out/selfgen --backbone "$backbone" \
-        --work-dir $STASH/work-selfgen --device "$DEVICE" --scale "$SCALE" --time-budget-s "$budget" &
-    run_job trajectory "$budget" "$PY" -m benchmarks.trajectory.gpu_job --out $STASH/out/trajectory \
-        --backbone "$backbone" --work-dir $STASH/work-trajectory --device "$DEVICE" --scale "$SCALE" --time-budget-s "$budget" &
+    # Later calls read the data from the stash, and the signal study, which outlives this call, runs from its own
+    # copy of the code (the device tool copies the working tree afresh for each call).
+    rm -rf $STASH/data $STASH/repo && cp -r .gpu/c/data $STASH/data && mkdir -p $STASH/repo
+    tar cf - --exclude=./.gpu --exclude=./.venv --exclude=./.git . | tar xf - -C $STASH/repo
     if [ -f benchmarks/signal/gpu_job.py ]; then
-        run_job signal "$budget" "$PY" -m benchmarks.signal.gpu_job --out $STASH/out/signal \
-            --data .gpu/c/data --device "$DEVICE" --time-budget-s "$budget" &
+        log "start signal, detached (the timing call collects it)"
+        (cd $STASH/repo && PYTHONPATH="$SITE:$STASH/repo" exec setsid nohup $PIN_SIGNAL "$PY" -m benchmarks.signal.gpu_job --out $STASH/out/signal --data "$SIGNAL_DATA" \
+            --device "$DEVICE" > $STASH/logs/signal.log 2>&1 < /dev/null) &
+        echo $! > $STASH/signal.pid
     fi
-    wait
+    run_job selfgen "$budget" $PIN_JOBS "$PY" -m benchmarks.selfgen.gpu_job --out $STASH/out/selfgen --backbone "$backbone" \
+        --work-dir $STASH/work-selfgen --device "$DEVICE" --scale "$SCALE" --time-budget-s "$budget" &
+    selfgen=$!
+    run_job trajectory "$budget" $PIN_JOBS "$PY" -m benchmarks.trajectory.gpu_job --out $STASH/out/trajectory \
+        --backbone "$backbone" --work-dir $STASH/work-trajectory --device "$DEVICE" --scale "$SCALE" --time-budget-s "$budget" &
+    wait $selfgen $!
     cp -r $STASH/logs $STASH/out/
-    mkdir -p $STASH/pack && (cd $STASH && tar czf - out | split -b 16000000 -d -a 2 - pack/results.tgz.)
+    mkdir -p $STASH/pack && (cd $STASH && tar czf - --exclude=out/signal out | split -b 16000000 -d -a 2 - pack/results.tgz.)
     ls -la $STASH/pack
     pack_into_out 0 3
     tail -n 3 $STASH/logs/*.log
@@ -110,20 +136,22 @@ jobs)
 timing)
     mkdir -p $STASH/timing
     log "gpu_check"
-    timeout 300 "$PY" -m benchmarks.gpu_check --data .gpu/c/data/processbench --device "$DEVICE" \
+    timeout 200 $PIN_JOBS "$PY" -m benchmarks.gpu_check --data $STASH/data/processbench --device "$DEVICE" \
         > $STASH/timing/gpu_check.log 2>&1; log "gpu_check exit $?"
-    if [ -f benchmarks/scoring_speed.py ]; then
-        log "scoring_speed"
-        timeout 200 "$PY" -m benchmarks.scoring_speed --device "$DEVICE" --data .gpu/c/data/processbench \
-            > $STASH/timing/scoring_speed.log 2>&1; log "scoring_speed exit $?"
-    fi
+    log "scoring_speed"
+    timeout 170 $PIN_JOBS "$PY" -m benchmarks.scoring_speed --device "$DEVICE" --data $STASH/data/processbench \
+        > $STASH/timing/scoring_speed.log 2>&1; log "scoring_speed exit $?"
     cp benchmarks/results/gpu_check_cuda.json benchmarks/results/scoring_speed*.json $STASH/timing/ 2>/dev/null
     (cd $STASH && tar czf "$OUT/timing.tgz" timing)
     pack_into_out 4 6
     tail -n 5 $STASH/timing/*.log
+    collect_signal
+    ;;
+signal)  # a last call if the signal study was still running: wait up to $SIGNAL_WAIT s more, then collect it
+    collect_signal
     ;;
 *)
-    echo "usage: $0 prepare | stage-a | stage-b | jobs | timing" >&2
+    echo "usage: $0 prepare | stage-a | stage-b | jobs | timing | signal" >&2
     exit 2
     ;;
 esac

@@ -389,7 +389,14 @@ class EvalArguments:
         default=None, metadata={"help": "Evaluate at most this many records per group, drawn at random."}
     )
     seed: int = field(default=0, metadata={"help": "Seed of the --limit draw."})
-    batch_size: int = field(default=8, metadata={"help": "Solutions per forward pass."})
+    batch_size: int | None = field(
+        default=None, metadata={"help": "At most this many solutions per forward pass (default: --max-batch-tokens only)."}
+    )
+    max_batch_tokens: int | None = field(
+        default=None,
+        metadata={"help": "Fill each forward pass with solutions of similar length up to this many tokens, padding "
+                          "included (default: 4096 on CPU, 32768 on a GPU; benchmarks/scoring_speed.py)."},
+    )
     max_length: int | None = field(default=None, metadata={"help": "Longest input in tokens (default: the model's)."})
     json: bool = field(default=False, metadata={"help": "Print one JSON object instead of a table."})
 
@@ -417,6 +424,9 @@ def _load_eval_records(
 
 def run_eval(args: EvalArguments, model_args: ModelArguments) -> None:
     _check_threshold(args.threshold)
+    for flag, value in (("--batch-size", args.batch_size), ("--max-batch-tokens", args.max_batch_tokens)):
+        if value is not None and value < 1:
+            _fail(f"{flag} must be >= 1, got {value}")
     if args.threshold is not None and args.threshold_from:
         _fail("give either --threshold or --threshold-from, not both")
     if args.threshold_format and not args.threshold_from:
@@ -446,11 +456,13 @@ def run_eval(args: EvalArguments, model_args: ModelArguments) -> None:
         if shared:
             print(f"warning: {len(shared)} questions of --threshold-from also appear in --data", file=sys.stderr)
         try:
-            threshold = choose_threshold_for_model(model, tokenizer, tune_records, args.batch_size, args.max_length)
+            threshold = choose_threshold_for_model(
+                model, tokenizer, tune_records, args.batch_size, args.max_length, args.max_batch_tokens
+            )
         except ValueError as err:
             _fail(f"cannot choose a threshold on --threshold-from {args.threshold_from}: {err}")
         source = f"chosen on {args.threshold_from} ({tune_format})"
-    report = evaluate_model(model, tokenizer, records, threshold, args.batch_size, args.max_length)
+    report = evaluate_model(model, tokenizer, records, threshold, args.batch_size, args.max_length, args.max_batch_tokens)
     report = {**report.to_dict(), "threshold_source": source, "model": name, "data": args.data, "format": args.format,
               "split": args.split}
     if args.json:

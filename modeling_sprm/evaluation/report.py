@@ -34,21 +34,32 @@ def scoring_pipeline(model, tokenizer):
 
 
 def score_records(
-    model, tokenizer, records: Sequence[dict], batch_size: int = 8, max_length: int | None = None, desc: str = "Scoring"
+    model,
+    tokenizer,
+    records: Sequence[dict],
+    batch_size: int | None = None,
+    max_length: int | None = None,
+    desc: str = "Scoring",
+    max_batch_tokens: int | None = None,
 ) -> list[dict]:
-    """Score every record with the step-scoring pipeline (batched, similar lengths together, with a progress bar).
+    """Score every record with the step-scoring pipeline (batched, similar lengths together, with a progress bar):
+    at most ``batch_size`` records (None: no limit) and ``max_batch_tokens`` padded tokens per forward (default:
+    the device's `processing_sprm.DEFAULT_MAX_BATCH_TOKENS`).
 
     Returns, per record in input order, ``{"step_scores": [float | None, ...], "score": float, "truncated": bool}``
     with one step score per given step (None where truncation cut the step off).
     """
     from tqdm.auto import tqdm
 
+    from ..processing_sprm import default_max_batch_tokens
+
     order = sorted(range(len(records)), key=lambda i: record_length(records[i]))
     inputs = (record_input(records[i]) for i in order)
     scorer = scoring_pipeline(model, tokenizer)
     kwargs = {} if max_length is None else {"max_length": max_length}
     results: list[dict | None] = [None] * len(records)
-    outputs = scorer(inputs, batch_size=batch_size, **kwargs)
+    max_batch_tokens = max_batch_tokens or default_max_batch_tokens(scorer.device)
+    outputs = scorer(inputs, batch_size=batch_size, max_batch_tokens=max_batch_tokens, **kwargs)
     for i, out in zip(order, tqdm(outputs, total=len(records), desc=desc)):
         record = records[i]
         if record["steps"] is not None and len(out["steps"]) != len(record["steps"]):
@@ -118,22 +129,28 @@ def evaluate_model(
     tokenizer,
     records: Sequence[dict],
     threshold: float | None = None,
-    batch_size: int = 8,
+    batch_size: int | None = None,
     max_length: int | None = None,
+    max_batch_tokens: int | None = None,
 ) -> EvaluationReport:
-    """Score ``records`` with ``model`` and return ``evaluation_report`` (threshold default:
-    ``model.config.threshold``)."""
+    """Score ``records`` with ``model`` (batched as `score_records`) and return ``evaluation_report`` (threshold
+    default: ``model.config.threshold``)."""
     threshold = model.config.threshold if threshold is None else threshold
-    scored = score_records(model, tokenizer, records, batch_size=batch_size, max_length=max_length)
+    scored = score_records(model, tokenizer, records, batch_size, max_length, max_batch_tokens=max_batch_tokens)
     return evaluation_report(records, scored, threshold)
 
 
 def choose_threshold_for_model(
-    model, tokenizer, records: Sequence[dict], batch_size: int = 8, max_length: int | None = None
+    model,
+    tokenizer,
+    records: Sequence[dict],
+    batch_size: int | None = None,
+    max_length: int | None = None,
+    max_batch_tokens: int | None = None,
 ) -> float:
     """Score ``records`` (training data, not the test set) and return the F1-maximising threshold on them, the F1
     averaged over their groups."""
-    scored = score_records(model, tokenizer, records, batch_size, max_length, desc="Scoring threshold data")
+    scored = score_records(model, tokenizer, records, batch_size, max_length, "Scoring threshold data", max_batch_tokens)
     return choose_threshold(
         [s["step_scores"] for s in scored], [r["first_error"] for r in records], groups=[r["group"] for r in records]
     )

@@ -22,21 +22,26 @@ import torch
 
 from ..backbones import weights_fingerprint
 from ..modeling_sprm import SPRMForStepScoring
-from ..processing_sprm import SPRMProcessor
+from ..processing_sprm import SPRMProcessor, default_max_batch_tokens, plan_batches
 from ..steps import EncodedTrace
 
 
 @torch.inference_mode()
 def step_features_for_traces(
-    model: SPRMForStepScoring, traces: Sequence[EncodedTrace], processor: SPRMProcessor, batch_size: int = 8
+    model: SPRMForStepScoring,
+    traces: Sequence[EncodedTrace],
+    processor: SPRMProcessor,
+    batch_size: int | None = 8,
+    max_batch_tokens: int | None = None,
 ) -> list[torch.Tensor]:
     """Features ``[num_scored_steps, hidden]`` (float32, CPU) of each trace, in input order. Traces are batched by
-    length so that little padding is computed."""
-    order = sorted(range(len(traces)), key=lambda i: len(traces[i].input_ids))
+    length so that little padding is computed: at most ``batch_size`` per forward (None: no limit) and at most
+    ``max_batch_tokens`` padded tokens (`processing_sprm.plan_batches`; default: the device's
+    `processing_sprm.DEFAULT_MAX_BATCH_TOKENS`)."""
     out: list[torch.Tensor | None] = [None] * len(traces)
     device = model.get_input_embeddings().weight.device
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
+    max_batch_tokens = max_batch_tokens or default_max_batch_tokens(device)
+    for chunk in plan_batches([len(t.input_ids) for t in traces], max_batch_tokens, batch_size):
         batch = {k: v.to(device) for k, v in processor.pad([traces[i] for i in chunk]).items()}
         result = model(**batch, return_step_features=True)
         for row, i in enumerate(chunk):
@@ -65,13 +70,16 @@ def extract_step_features(
     tokenizer,
     records: Sequence[dict],
     *,
-    batch_size: int = 8,
+    batch_size: int | None = 8,
     max_length: int | None = None,
     cache_dir: str | Path | None = None,
     chunk_size: int | None = None,
+    max_batch_tokens: int | None = None,
 ):
     """Run the frozen backbone once over ``records`` (a list of record dicts or a ``datasets.Dataset``) and
-    return a ``datasets.Dataset`` with the step features (see the module docstring). With ``cache_dir``, the
+    return a ``datasets.Dataset`` with the step features (see the module docstring). Each forward holds at most
+    ``batch_size`` records (None: no limit) and at most ``max_batch_tokens`` padded tokens (default: the device's
+    `processing_sprm.DEFAULT_MAX_BATCH_TOKENS`). With ``cache_dir``, the
     result is saved under a key of everything it depends on and loaded from there next time; with ``chunk_size``
     too, each chunk of that many records is cached as soon as it is done, so an interrupted run resumes."""
     import datasets
@@ -85,7 +93,7 @@ def extract_step_features(
         parts = [
             extract_step_features(
                 model, tokenizer, records[i : i + chunk_size], batch_size=batch_size, max_length=max_length,
-                cache_dir=cache_dir,
+                cache_dir=cache_dir, max_batch_tokens=max_batch_tokens,
             )
             for i in range(0, len(records), chunk_size)
         ]
@@ -104,7 +112,7 @@ def extract_step_features(
     def add_features(batch: dict) -> dict:
         rows = [dict(zip(batch, values)) for values in zip(*batch.values())]
         traces = [processor.encode(row, max_length=max_length) for row in rows]
-        feats = step_features_for_traces(model, traces, processor, batch_size)
+        feats = step_features_for_traces(model, traces, processor, batch_size, max_batch_tokens)
         return {
             "step_features": [f.numpy() for f in feats],
             "num_steps": [len(t.steps) for t in traces],
@@ -123,7 +131,7 @@ def extract_step_features(
     dataset = dataset.map(
         add_features,
         batched=True,
-        batch_size=max(batch_size * 8, 32),
+        batch_size=256,  # records per call: the traces of one call are sorted by length together
         features=features,
         new_fingerprint=key,
         desc="Extracting step features",

@@ -16,6 +16,7 @@ from transformers.trainer_utils import IntervalStrategy
 from ..arguments import ModelArguments
 from ..backbones import EMBEDDED_BACKBONE_ID, resolve_backbone
 from ..data import LOADERS, load_records
+from ..cards import EVAL_RESULTS_FILE
 from ..loading import (
     STAGING_DIR,
     ModelLoadError,
@@ -209,7 +210,8 @@ def main(script_args: TrainScriptArguments, model_args: ModelArguments, training
     resume = resume_checkpoint(script_args, training_args, log=print if speaks else lambda message: None)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--output {out} is a file; expected a folder for the checkpoint")
-    if resume is None and out.is_dir() and any(out.iterdir()):
+    # An experiment's eval_results.json may wait next to the head for --push_to_hub's card: not an earlier run.
+    if resume is None and out.is_dir() and any(p.name != EVAL_RESULTS_FILE for p in out.iterdir()):
         if not script_args.overwrite:
             raise ValueError(
                 f"--output {out} already holds files (an earlier run?): pass --resume to continue from its newest "
