@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from transformers import TrainerCallback
 from transformers import logging as hf_logging
 
 from conftest import make_tiny_backbone
@@ -303,6 +304,8 @@ def test_unfrozen_backbone_feature_grad_scale_and_lm_loss(tiny, tmp_path):
         (SPRMTrainer, dict(loss="outcome_bce", spr_threshold=0.7), "no effect with the 'outcome_bce' loss"),
         (StepSupervisedTrainer, dict(spr_warmup_steps=3), "needs a loss with a filter"),
         (SPRMTrainer, dict(loss_options='{"bogus": 1}'), r"no options \['bogus'\]"),
+        (SPRMTrainer, dict(loss="mil", ema_teacher_decay=0.9), "the 'mil' loss has none"),
+        (SPRMTrainer, dict(ema_teacher_decay=1.0), r"must be in \[0, 1\)"),
     ],
 )
 def test_bad_configurations_fail_early_and_clearly(tiny, tmp_path, trainer_class, overrides, message):
@@ -356,3 +359,60 @@ def test_outcome_only_objectives_through_the_trainer(tiny, tmp_path, loss, loss_
     trainer.train()
     assert any(not torch.equal(before[k], v) for k, v in head_state(model).items())
     assert all(math.isfinite(e["loss"]) for e in trainer.state.log_history if "loss" in e)
+
+
+# -- EMA teacher -----------------------------------------------------------------------------------------------------
+
+
+def teacher_state(trainer) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in trainer.teacher.state_dict().items()}
+
+
+class Snapshots(TrainerCallback):
+    """(head, teacher) after every optimizer step (runs after the trainer's own teacher update)."""
+
+    def __init__(self, trainer):
+        self.trainer, self.taken = trainer, []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.taken.append((head_state(self.trainer.model), teacher_state(self.trainer)))
+
+
+def test_ema_teacher_follows_the_ema_rule(tiny, tmp_path):
+    model, tokenizer = tiny
+    decay = 0.8
+    trainer = SPRMTrainer(model, training_args(tmp_path, ema_teacher_decay=decay, max_steps=4),
+                          train_dataset=make_records(16), processing_class=tokenizer)
+    expected = teacher_state(trainer)
+    for key, value in head_state(model).items():  # the teacher starts as the head
+        torch.testing.assert_close(expected[key], value)
+    snapshots = Snapshots(trainer)
+    trainer.add_callback(snapshots)
+    trainer.train()
+    assert len(snapshots.taken) == 4
+    for head, teacher in snapshots.taken:
+        expected = {k: decay * expected[k] + (1 - decay) * head[k] for k in expected}
+        for key in expected:
+            torch.testing.assert_close(teacher[key], expected[key])
+    assert not torch.equal(snapshots.taken[-1][0]["3.bias"], snapshots.taken[-1][1]["3.bias"])  # it lags the head
+    assert not any(p.requires_grad for p in trainer.teacher.parameters())
+
+
+def test_the_loss_takes_its_pseudo_labels_from_the_teacher(tiny, tmp_path):
+    model, tokenizer = tiny
+    right = [r for r in make_records(24) if r["outcome_label"] == 1.0]
+    trainer = SPRMTrainer(model, training_args(tmp_path, ema_teacher_decay=0.99, cache_features=False),
+                          train_dataset=right, processing_class=tokenizer)
+    model.eval()
+    inputs = trainer._prepare_inputs(SPRMDataCollator(model, tokenizer)(right))
+    with torch.no_grad():
+        student, out = trainer.compute_loss(model, inputs, return_outputs=True)
+        # A teacher equal to the head gives the head's own pseudo-labels (the spr loss without a teacher).
+        assert student.item() == pytest.approx(spr_loss(out.step_logits, out.step_mask, inputs["outcome_labels"]).item())
+        # A teacher calling every step right keeps every step of these right solutions (outcome_bce on the head's
+        # logits); one calling every step wrong filters them all out (exactly 0), whatever the head says.
+        trainer.teacher[3].bias.fill_(50.0)
+        kept = trainer.compute_loss(model, inputs).item()
+        assert kept > 0 and kept == pytest.approx(outcome_bce(out.step_logits, out.step_mask, inputs["outcome_labels"]).item())
+        trainer.teacher[3].bias.fill_(-50.0)
+        assert trainer.compute_loss(model, inputs).item() == 0.0

@@ -50,6 +50,14 @@ class SPRMTrainingArguments(TrainingArguments):
         default=False,
         metadata={"help": "Leave out solutions whose record says rollout_truncated (generation was cut off)."},
     )
+    ema_teacher_decay: float | None = field(
+        default=None,
+        metadata={
+            "help": "Pseudo-labels of the self-training losses (spr, asymmetric_spr, first_error) from an "
+            "exponential moving average of the head (the teacher: no gradient, no dropout), updated after every "
+            "optimizer step as teacher = decay * teacher + (1 - decay) * head, e.g. 0.99. Default: the head itself."
+        },
+    )
     unfreeze_backbone: bool = field(
         default=False, metadata={"help": "Train the backbone too (default: only the head, on a frozen backbone)."}
     )
