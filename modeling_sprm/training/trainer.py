@@ -9,8 +9,9 @@
 Rows can be records (`modeling_sprm.data`), TRL stepwise rows (`data.as_record`), or rows of cached step features
 (`modeling_sprm.training.features.extract_step_features`). By default the backbone is frozen and the trainer runs it **once**
 over each data set, then trains the head from the cached features (`cache_features=True`): no tokenizer or backbone
-work per epoch. With `unfreeze_backbone=True` (optionally `feature_grad_scale`, `lm_loss_weight`), batches go
-through the backbone every step.
+work per epoch. With `unfreeze_backbone=True`, or `lora_r=R` (peft LoRA adapters of rank R on the frozen backbone,
+trained with the head), optionally with `feature_grad_scale` and `lm_loss_weight`, batches go through the backbone
+every step.
 
 With `ema_teacher_decay=d` the pseudo-labels of the self-training losses (``spr``, ``asymmetric_spr``,
 ``first_error``: their ``teacher_logits``) come from a teacher: a copy of the head (no gradient, evaluated without
@@ -18,14 +19,15 @@ dropout on the same step features) updated after every optimizer step as ``teach
 (parameters; buffers such as the standardisation statistics are copied), starting from the head as training starts.
 
 Both trainers record how the head was trained in `model.config.head_training` and save **head-only** checkpoints
-(the backbone is referenced, as an adapter) that `SPRMForStepScoring.from_pretrained` and `sprm score --model DIR`
-load, next to a JSON training log and a plot of the mean score of correct vs incorrect solutions.
+(the backbone is referenced, as an adapter; with LoRA the adapter files are saved next to the head) that
+`SPRMForStepScoring.from_pretrained` and `sprm score --model DIR` load, next to a JSON training log and a plot of the
+mean score of correct vs incorrect solutions.
 
 Saving is crash-safe: a Trainer checkpoint is written into ``OUTPUT/.staging/checkpoint-N``, gets its manifest
 (`loading.write_manifest`: every file with its size and sha256), and only then is renamed to
 ``OUTPUT/checkpoint-N``; a run killed while saving leaves no ``checkpoint-N`` behind (the next run clears the
 staging folder). The final model (`save_model`) gets its manifest last too. A checkpoint also holds what resuming
-needs besides the head: the EMA teacher (``ema_teacher.safetensors``).
+needs besides the head: the LoRA adapter and the EMA teacher (``ema_teacher.safetensors``).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from ..data import as_record
 from ..loading import MANIFEST_NAME, STAGING_DIR, TRAINER_STATE_NAME, write_manifest
-from ..modeling_sprm import HEAD_PREFIX, SPRMForStepScoring
+from ..modeling_sprm import ADAPTER_WEIGHTS_NAME, HEAD_PREFIX, SPRMForStepScoring, has_adapter, load_adapter_weights
 from ..processing_sprm import SPRMProcessor, pad_step_features
 from ..steps import token_index
 from .arguments import SPRMTrainingArguments
@@ -224,9 +226,11 @@ class SPRMTrainer(Trainer):
             raise ValueError(f"--ema_teacher_decay gives the pseudo-labels of a self-training loss (spr, asymmetric_spr, "
                              f"first_error); the {self.loss_name!r} loss has none")
         self.data_description = data_description or {}
-        self.trains_backbone = args.unfreeze_backbone
+        self.trains_backbone = args.unfreeze_backbone or args.lora_r is not None
 
         model.backbone.requires_grad_(args.unfreeze_backbone)
+        if args.lora_r is not None:
+            add_lora(model, args)
         model.score_head.requires_grad_(True)
         if args.seed_untrained_head and not model.config.head_is_trained:
             with torch.random.fork_rng():
@@ -310,13 +314,28 @@ class SPRMTrainer(Trainer):
 
     @staticmethod
     def _check_training_options(args: SPRMTrainingArguments) -> None:
-        if not args.unfreeze_backbone:
+        if not args.unfreeze_backbone and args.lora_r is None:
             if args.lm_loss_weight:
-                raise ValueError("--lm_loss_weight trains the backbone's LM head: it needs --unfreeze_backbone")
+                raise ValueError("--lm_loss_weight trains the backbone for its LM loss: it needs --unfreeze_backbone "
+                                 "or --lora_r")
             if args.feature_grad_scale is not None:
-                raise ValueError("--feature_grad_scale scales the gradient into the backbone: it needs --unfreeze_backbone")
+                raise ValueError("--feature_grad_scale scales the gradient into the backbone: it needs "
+                                 "--unfreeze_backbone or --lora_r")
         if args.lm_loss_weight < 0:
             raise ValueError(f"--lm_loss_weight must be >= 0, got {args.lm_loss_weight}")
+        if args.lora_r is None:
+            if args.lora_alpha is not None or args.lora_dropout != 0.0 or args.lora_target_modules != "all-linear":
+                raise ValueError("--lora_alpha, --lora_dropout and --lora_target_modules need --lora_r")
+        else:
+            if args.lora_r < 1:
+                raise ValueError(f"--lora_r must be a positive rank, got {args.lora_r}")
+            if args.unfreeze_backbone:
+                raise ValueError("--lora_r trains adapters on a frozen backbone, --unfreeze_backbone the whole backbone: "
+                                 "choose one")
+            if args.lora_alpha is not None and not args.lora_alpha > 0:
+                raise ValueError(f"--lora_alpha must be > 0, got {args.lora_alpha}")
+            if not 0.0 <= args.lora_dropout < 1.0:
+                raise ValueError(f"--lora_dropout must be in [0, 1), got {args.lora_dropout}")
         if args.ema_teacher_decay is not None and not 0.0 <= args.ema_teacher_decay < 1.0:
             raise ValueError(f"--ema_teacher_decay must be in [0, 1), got {args.ema_teacher_decay}")
 
@@ -450,7 +469,10 @@ class SPRMTrainer(Trainer):
             "loss_options": self.loss_options,
             "spr_warmup_steps": args.spr_warmup_steps,
             "exclude_truncated": args.exclude_truncated,
-            "backbone": "trained" if args.unfreeze_backbone else "frozen",
+            "backbone": "trained" if args.unfreeze_backbone else "lora" if args.lora_r is not None else "frozen",
+            "lora": None if args.lora_r is None else {"r": args.lora_r, "alpha": args.lora_alpha or 2 * args.lora_r,
+                                                       "dropout": args.lora_dropout,
+                                                       "target_modules": args.lora_target_modules},
             "ema_teacher_decay": args.ema_teacher_decay,
             "feature_grad_scale": args.feature_grad_scale,
             "lm_loss_weight": args.lm_loss_weight,
@@ -560,7 +582,10 @@ class SPRMTrainer(Trainer):
         self._load_training_state(self.state.best_model_checkpoint)
 
     def _load_training_state(self, folder: str) -> None:
-        """What a checkpoint holds besides the head (the Trainer loads that): the EMA teacher."""
+        """What a checkpoint holds besides the head (the Trainer loads that): the LoRA adapter, the EMA teacher."""
+        backbone = self.accelerator.unwrap_model(self.model).backbone
+        if self.args.lora_r is not None:
+            load_adapter_weights(backbone, load_file(os.path.join(folder, ADAPTER_WEIGHTS_NAME)), folder)
         if self.teacher is not None:
             path = os.path.join(folder, TEACHER_NAME)
             if not os.path.isfile(path):
@@ -586,6 +611,31 @@ class _EMATeacherUpdate(TrainerCallback):
         self.trainer.update_teacher()
 
 
+def add_lora(model: SPRMForStepScoring, args: SPRMTrainingArguments) -> None:
+    """LoRA adapters (peft, injected into the backbone's own modules) with only their weights trainable. A backbone
+    that already has an adapter (an adapter checkpoint trained further) keeps it and trains it."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    if not has_adapter(model.backbone):
+        targets = args.lora_target_modules
+        config = LoraConfig(
+            r=args.lora_r,
+            lora_alpha=args.lora_alpha or 2 * args.lora_r,
+            lora_dropout=args.lora_dropout,
+            target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()],
+            base_model_name_or_path=model.config.backbone_name_or_path,
+        )
+        try:
+            inject_adapter_in_model(config, model.backbone)
+        except ValueError as err:
+            raise ValueError(f"--lora_target_modules {targets}: {err}") from None
+    elif model.backbone.peft_config["default"].r != args.lora_r:
+        raise ValueError(f"the model's backbone already has a LoRA adapter of rank {model.backbone.peft_config['default'].r}; "
+                         f"--lora_r {args.lora_r} does not match it")
+    for name, parameter in model.backbone.named_parameters():
+        parameter.requires_grad_("lora_" in name)
+
+
 class StepSupervisedTrainer(SPRMTrainer):
     """Trains an SPRM head from step labels (`step_bce` by default): the supervised upper bound the
     self-supervised `SPRMTrainer` is compared with. Accepts TRL's stepwise-supervision rows unchanged."""
@@ -609,4 +659,4 @@ def lm_loss(logits: torch.Tensor, lm_labels: torch.Tensor) -> torch.Tensor:
 TRAINERS = {"outcome": SPRMTrainer, "step": StepSupervisedTrainer}
 
 
-__all__ = ["SPRMDataCollator", "SPRMTrainer", "StepSupervisedTrainer", "TRAINERS", "lm_loss"]
+__all__ = ["SPRMDataCollator", "SPRMTrainer", "StepSupervisedTrainer", "TRAINERS", "add_lora", "lm_loss"]
