@@ -357,6 +357,131 @@ def format_generation_table(result: dict, model_name: str, threshold: float) -> 
     return "\n".join(lines)
 
 
+# -- sprm label: Monte-Carlo step labels ------------------------------------------------------------------------
+
+LABEL_HELP = """Monte-Carlo step labels (Math-Shepherd): the policy (--model: an SPRM checkpoint, whose backbone is the
+policy, or any causal LM; default the embedded one) samples --num-samples solutions per problem of --data (or labels
+the problem's own 'solutions'), then finishes the solution K = --num-rollouts times from the end of every step.
+A step's soft label (labels) is the share of finishes whose final answer matches the reference, its hard label
+(hard_labels) whether any does. --output gets TRL stepwise rows, one chunk-XXXXX.jsonl per --chunk-size problems
+(+ .safetensors with the step features captured while sampling): train on them with
+`sprm train --data OUTPUT --format trl --labels step`. An interrupted run resumes at the first missing chunk;
+under torchrun / accelerate launch each process labels every WORLD_SIZE-th chunk. Rules: modeling_sprm.labeling."""
+
+
+@dataclass
+class LabelArguments:
+    """``sprm label``: Monte-Carlo step labels for a data set of problems."""
+
+    data: str = field(
+        metadata={"help": "Problems with reference answers: a .jsonl/.json/.csv/.parquet file, a folder of them or a "
+                  "Hub id, rows with 'question' (or 'problem') and 'answer' (a GSM8K '#### x' answer or the bare "
+                  "answer); optional 'solutions' (a list of strings) to label instead of sampling."}
+    )
+    output: str = field(metadata={"help": "The folder to write the labelled chunks into (or to resume)."})
+    num_rollouts: int = field(default=8, metadata={"help": "K: finishes sampled from the end of every step."})
+    num_samples: int = field(default=1, metadata={"help": "Solutions sampled per problem (problems without 'solutions')."})
+    split: str | None = field(default=None, metadata={"help": SPLIT_HELP})
+    limit: int | None = field(default=None, metadata={"help": "Label only the first N problems."})
+    chunk_size: int = field(default=16, metadata={"help": "Problems per chunk file (the unit of resuming and sharding)."})
+    share_prefixes: bool = field(
+        default=True, metadata={"help": "Identical step prefixes of one problem share their K finishes."}
+    )
+    answer_extractor: Literal["auto", "gsm8k", "boxed"] = field(
+        default="auto",
+        metadata={"help": "How final answers are read: \\boxed{} else GSM8K style (auto), GSM8K style, or \\boxed{} only."},
+    )
+
+
+def _load_problems(path: str, split: str | None, limit: int | None, what: str) -> list[dict]:
+    """`data.load_problems` for a command: a data error is a one-line ``sprm: error``."""
+    from ..data import DataFormatError, load_problems
+
+    if limit is not None and limit < 1:
+        _fail(f"--limit must be >= 1, got {limit}")
+    try:
+        problems = load_problems(path, split.split(",") if split else None)[:limit]
+    except (DataFormatError, FileNotFoundError, ValueError) as err:
+        _fail(f"cannot load {what} {path} as problems (question and answer): {err}")
+    if not problems:
+        _fail(f"{what} {path} holds no problems")
+    return problems
+
+
+def _load_policy(model_args: ModelArguments):
+    """The SPRM checkpoint of ``--model``, or a fresh (unused) head on ``--model`` when it is a plain causal LM:
+    labelling needs only the backbone, the feature layer and the step rules."""
+    folder = Path(model_args.model) if model_args.model else None
+    config = folder / "config.json" if folder is not None else None
+    if config is None or not config.is_file() or json.loads(config.read_text()).get("model_type") == "sprm":
+        from ..loading import load_model
+
+        return load_model(model_args, warn=False)
+    import torch
+
+    from ..loading import default_device, load_tokenizer, torch_dtype
+
+    kwargs = {k: v for k, v in (("dtype", torch_dtype(model_args.dtype)), ("device_map", model_args.device_map))
+              if v is not None}
+    from ..modeling_sprm import SPRMForStepScoring
+
+    try:
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = SPRMForStepScoring.from_backbone(str(folder), **kwargs)
+    except (OSError, ValueError) as err:
+        _fail(f"cannot load --model {folder} as a causal LM: {' '.join(str(err).split())}")
+    if model_args.device_map is None:
+        model.to(model_args.device or default_device())
+    return model, load_tokenizer(model, str(folder)), str(folder)
+
+
+def run_label(args: LabelArguments, sampling, model_args: ModelArguments) -> None:
+    for flag, value in (("--num-rollouts", args.num_rollouts), ("--num-samples", args.num_samples),
+                        ("--chunk-size", args.chunk_size)):
+        if value < 1:
+            _fail(f"{flag} must be >= 1, got {value}")
+    output = Path(args.output)
+    if output.exists() and not output.is_dir():
+        _fail(f"--output {output} is a file; expected a folder for the labelled chunks")
+    problems = _load_problems(args.data, args.split, args.limit, "--data")
+    given = sum(p.get("solutions") is not None for p in problems)
+    if given and given != len(problems):
+        _fail(f"--data {args.data}: {given} of {len(problems)} problems have 'solutions'; either all or none")
+    rank, world, local_rank = distributed_environment()
+    if world > 1 and model_args.device is None and model_args.device_map is None:
+        import torch
+
+        if torch.cuda.is_available():
+            model_args.device = f"cuda:{local_rank}"
+    model, tokenizer, name = _load_policy(model_args)
+    from dataclasses import replace
+
+    from ..data import grade_solution
+    from ..labeling import label_to_folder
+
+    def grader(text: str, reference: str) -> bool:
+        return grade_solution(text, reference, args.answer_extractor) == 1.0
+
+    # Chunk c is seeded with (--seed, c) by label_to_folder: the labels do not depend on the number of processes.
+    seed = sampling.seed if sampling.seed is not None else 0
+    try:
+        written = label_to_folder(
+            model, tokenizer, problems, output, args.num_rollouts, chunk_size=args.chunk_size, seed=seed,
+            progress=rank == 0, num_samples=args.num_samples, sampling=replace(sampling, seed=None), grader=grader,
+            share_prefixes=args.share_prefixes, batch_size=sampling.batch_size or 256,
+        )
+    except (TypeError, ValueError) as err:
+        _fail(f"--data {args.data}: {err}")
+    rows = [json.loads(line) for path in written for line in path.read_text().splitlines()]
+    steps = sum(len(r["labels"]) for r in rows)
+    tokens = sum(r["num_tokens"] + r["rollout_tokens"] for r in rows)
+    chunks = (len(problems) + args.chunk_size - 1) // args.chunk_size
+    print(f"labelled {len(rows)} solutions ({steps} steps, {round(tokens)} generated tokens) in {len(written)} new "
+          f"chunks of {chunks} with {name}{f' on process {rank} of {world}' if world > 1 else ''}; wrote {output}",
+          file=sys.stderr)
+
+
 # -- sprm eval ----------------------------------------------------------------------------------------------------
 
 EVAL_HELP = """Evaluate a step scorer on a step-labelled data set: ProcessBench F1 (error_acc, correct_acc and their
@@ -700,6 +825,12 @@ COMMANDS: dict[str, Command] = {
         "SPRM-guided step-level beam search",
         lambda: (SearchArguments, GenerateArguments, _sampling_config(), ModelArguments),
         run_search,
+    ),
+    "label": Command(
+        "Monte-Carlo step labels: finish every step prefix K times, label a step by the share of right finishes",
+        lambda: (LabelArguments, _sampling_config(), ModelArguments),
+        run_label,
+        description=LABEL_HELP,
     ),
     "eval": Command(
         "ProcessBench-style evaluation on a step-labelled data set",
