@@ -240,6 +240,21 @@ def format_score_table(result: dict, model_name: str, threshold: float) -> str:
     return "\n".join(lines)
 
 
+def _load_problems(path: str, split: str | None, limit: int | None, what: str) -> list[dict]:
+    """`data.load_problems` for a command: a data error is a one-line ``sprm: error``."""
+    from ..data import DataFormatError, load_problems
+
+    if limit is not None and limit < 1:
+        _fail(f"--limit must be >= 1, got {limit}")
+    try:
+        problems = load_problems(path, split.split(",") if split else None)[:limit]
+    except (DataFormatError, FileNotFoundError, ValueError) as err:
+        _fail(f"cannot load {what} {path} as problems (question and answer): {err}")
+    if not problems:
+        _fail(f"{what} {path} holds no problems")
+    return problems
+
+
 # -- sprm bon / sprm search: generate and score ---------------------------------------------------------------------
 
 
@@ -247,7 +262,17 @@ def format_score_table(result: dict, model_name: str, threshold: float) -> str:
 class GenerateArguments:
     """What ``sprm bon`` and ``sprm search`` answer and how they report it."""
 
-    question: str = field(metadata={"help": "The question to answer."})
+    question: str | None = field(default=None, metadata={"help": "The question to answer."})
+    data: str | None = field(
+        default=None,
+        metadata={"help": "Answer every problem of this data set instead of --question (rows with 'question' or "
+                  "'problem' and the reference 'answer', as for sprm label) and write one JSON line per problem to "
+                  "--output (the --json object plus id, reference_answer and whether each pick is right); an "
+                  "interrupted run resumes after the last complete line."},
+    )
+    split: str | None = field(default=None, metadata={"help": "--data: " + SPLIT_HELP})
+    limit: int | None = field(default=None, metadata={"help": "--data: answer only the first N problems."})
+    output: str | None = field(default=None, metadata={"help": "--data: the JSON-lines file to write (or resume)."})
     answer_extractor: Literal["auto", "gsm8k", "boxed"] = field(
         default="auto",
         metadata={"help": "How final answers are read: \\boxed{} else GSM8K style (auto), GSM8K style, or \\boxed{} only."},
@@ -295,7 +320,29 @@ class _ProgressBar:
         self.bar.close()
 
 
+GENERATION_KEYS = ("text", "score", "answer", "truncated", "no_steps", "no_delimiter", "first_error_step")
+
+
+def _generation_json(result: dict, name: str) -> dict:
+    """The ``--json`` object of a `best_of_n` / `step_search` result (candidates with their step texts and scores)."""
+    out = {k: v for k, v in result.items() if k not in ("candidates", "question")}
+    out["candidates"] = [
+        {**{k: c[k] for k in GENERATION_KEYS}, "num_tokens": c["num_tokens"],
+         "steps": [{"text": s["text"], "score": s["score"]} for s in c["steps"]]}
+        for c in result["candidates"]
+    ]
+    out["model"] = name
+    return out
+
+
 def _run_generation(args: GenerateArguments, model_args: ModelArguments, sampling, function, **kwargs) -> None:
+    if args.data is not None:
+        _run_generation_data(args, model_args, sampling, function, **kwargs)
+        return
+    if args.question is None:
+        _fail("give --question, or --data (with --output) to answer every problem of a data set")
+    if used := [f"--{name}" for name in ("split", "limit", "output") if getattr(args, name) is not None]:
+        _fail(f"{used[0]} applies to --data only")
     model, tokenizer, name, threshold = load_scorer(model_args, args.threshold)
     progress = _ProgressBar("generate")
     try:
@@ -308,16 +355,88 @@ def _run_generation(args: GenerateArguments, model_args: ModelArguments, samplin
     finally:
         progress.close()
     if args.json:
-        keep = ("text", "score", "answer", "truncated", "no_steps", "no_delimiter", "first_error_step")
-        out = {k: v for k, v in result.items() if k not in ("candidates", "question")}
-        out["candidates"] = [
-            {**{k: c[k] for k in keep}, "steps": [{"text": s["text"], "score": s["score"]} for s in c["steps"]]}
-            for c in result["candidates"]
-        ]
-        out["model"] = name
-        _print_json(out)
+        _print_json(_generation_json(result, name))
         return
     print(format_generation_table(result, name, threshold))
+
+
+def _done_lines(output: Path, settings: dict) -> list[dict]:
+    """The complete lines of an earlier run's ``output`` (a last line cut off by a kill is dropped from the file);
+    an output written with other settings is an error, not mixed in."""
+    if not output.is_file():
+        return []
+    done = []
+    for line in output.read_text(encoding="utf-8").splitlines():
+        try:
+            done.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    if done and done[0].get("settings") != settings:
+        _fail(f"--output {output} holds answers made with other settings ({done[0].get('settings')}); give another "
+              "--output or delete it")
+    output.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in done), encoding="utf-8")
+    return done
+
+
+def _run_generation_data(args: GenerateArguments, model_args: ModelArguments, sampling, function, **kwargs) -> None:
+    """``sprm bon --data`` / ``sprm search --data``: every problem answered, one JSON line each, resumable. Problem
+    i is sampled with seed ``--seed + i`` (default --seed 0), so a resumed run gives what one run would."""
+    if args.question is not None or args.json:
+        _fail(f"{'--question' if args.question is not None else '--json'} does not go with --data (each line of "
+              "--output is the --json object of one problem)")
+    if args.output is None:
+        _fail("--data needs --output (the JSON-lines file to write)")
+    output = Path(args.output)
+    if output.is_dir() or not output.parent.is_dir():
+        _fail(f"--output {output} must be a file in an existing folder")
+    problems = _load_problems(args.data, args.split, args.limit, "--data")
+    ids = [p["id"] for p in problems]
+    if len(set(ids)) != len(ids):
+        _fail(f"--data {args.data}: problem ids repeat (e.g. {next(x for x in ids if ids.count(x) > 1)!r}); each line "
+              "of --output is found again by its id")
+    from dataclasses import asdict, replace
+
+    from tqdm.auto import tqdm
+
+    from ..answers import answers_match
+
+    model, tokenizer, name, threshold = load_scorer(model_args, args.threshold)
+    settings = {"command": function.__name__, **kwargs, "sampling": asdict(sampling), "model": name,
+                "threshold": threshold, "answer_extractor": args.answer_extractor}
+    done = _done_lines(output, settings)
+    done_ids = {d["id"] for d in done}
+    base_seed = sampling.seed if sampling.seed is not None else 0
+    with output.open("a", encoding="utf-8") as sink:
+        for i, problem in enumerate(tqdm(problems, desc=function.__name__, file=sys.stderr)):
+            if problem["id"] in done_ids:
+                continue
+            try:
+                result = function(
+                    model, tokenizer, problem["question"], sampling=replace(sampling, seed=base_seed + i),
+                    answer_extractor=args.answer_extractor, threshold=threshold, **kwargs,
+                )
+            except (TypeError, ValueError) as err:
+                _fail(f"--data {args.data} problem {problem['id']}: {err}")
+            line = _generation_json(result, name)
+            reference = problem["answer"]
+            line.update(
+                id=problem["id"], question=problem["question"], reference_answer=reference, settings=settings,
+                generated_tokens=line.get("generated_tokens", sum(c["num_tokens"] for c in line["candidates"])),
+                correct={pick: answers_match(result[f"{pick}_answer"], reference)
+                         for pick in ("sprm", "majority", "weighted")},
+            )
+            try:
+                text = json.dumps(line, ensure_ascii=False, allow_nan=False)
+            except ValueError as err:
+                _fail(f"problem {problem['id']}: the result holds a non-finite number ({err}); not written")
+            sink.write(text + "\n")
+            sink.flush()  # a killed run loses at most the problem it was on
+            done.append(line)
+    done = [d for d in done if d["id"] in set(ids)]  # an earlier run may have answered more (a larger --limit)
+    accuracy = {pick: sum(d["correct"][pick] for d in done) / len(done) for pick in ("sprm", "majority", "weighted")}
+    print(f"answered {len(done)} problems ({len(done) - len(done_ids & set(ids))} by this run): accuracy of the SPRM pick "
+          f"{accuracy['sprm']:.3f}, majority vote {accuracy['majority']:.3f}, SPRM-weighted vote "
+          f"{accuracy['weighted']:.3f}; wrote {output}", file=sys.stderr)
 
 
 def run_bon(bon: BonArguments, args: GenerateArguments, sampling, model_args: ModelArguments) -> None:
@@ -391,21 +510,6 @@ class LabelArguments:
         default="auto",
         metadata={"help": "How final answers are read: \\boxed{} else GSM8K style (auto), GSM8K style, or \\boxed{} only."},
     )
-
-
-def _load_problems(path: str, split: str | None, limit: int | None, what: str) -> list[dict]:
-    """`data.load_problems` for a command: a data error is a one-line ``sprm: error``."""
-    from ..data import DataFormatError, load_problems
-
-    if limit is not None and limit < 1:
-        _fail(f"--limit must be >= 1, got {limit}")
-    try:
-        problems = load_problems(path, split.split(",") if split else None)[:limit]
-    except (DataFormatError, FileNotFoundError, ValueError) as err:
-        _fail(f"cannot load {what} {path} as problems (question and answer): {err}")
-    if not problems:
-        _fail(f"{what} {path} holds no problems")
-    return problems
 
 
 def _load_policy(model_args: ModelArguments):
