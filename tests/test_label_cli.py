@@ -114,3 +114,16 @@ def test_an_output_that_is_a_file_is_refused(tiny_backbone, tmp_path, capsys):
     with pytest.raises(SystemExit):
         label(tiny_backbone, data, tmp_path / "file")
     assert "is a file; expected a folder" in capsys.readouterr().err
+
+
+def test_an_sprm_checkpoint_is_a_policy_too_and_a_broken_model_is_one_line(saved_tiny, tmp_path, capsys):
+    data = write_jsonl(tmp_path / "problems.jsonl", PROBLEMS[:1])
+    label(saved_tiny, data, tmp_path / "labels")
+    assert "labelled 1 solutions" in capsys.readouterr().err
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    with pytest.raises(SystemExit):
+        label(broken, data, tmp_path / "labels2")
+    err = capsys.readouterr().err
+    assert str(broken) in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err

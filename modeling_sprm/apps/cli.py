@@ -516,26 +516,32 @@ def _load_policy(model_args: ModelArguments):
     """The SPRM checkpoint of ``--model``, or a fresh (unused) head on ``--model`` when it is a plain causal LM:
     labelling needs only the backbone, the feature layer and the step rules."""
     folder = Path(model_args.model) if model_args.model else None
-    config = folder / "config.json" if folder is not None else None
-    if config is None or not config.is_file() or json.loads(config.read_text()).get("model_type") == "sprm":
+    try:
+        model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (TypeError, OSError, ValueError, AttributeError):  # no local folder, or a config load_model names
+        model_type = None
+    if model_type in (None, "sprm"):
         from ..loading import load_model
 
         return load_model(model_args, warn=False)
     import torch
 
-    from ..loading import default_device, load_tokenizer, torch_dtype
+    from ..loading import default_device, load_tokenizer, quantization_config, torch_dtype
 
-    kwargs = {k: v for k, v in (("dtype", torch_dtype(model_args.dtype)), ("device_map", model_args.device_map))
-              if v is not None}
+    dtype = torch_dtype(model_args.dtype)
+    kwargs = {k: v for k, v in (("dtype", dtype), ("device_map", model_args.device_map)) if v is not None}
+    if model_args.quantization is not None:  # as loading.load_model_and_tokenizer
+        compute = dtype if isinstance(dtype, torch.dtype) else torch.float32
+        kwargs["quantization_config"] = quantization_config(model_args.quantization, compute)
     from ..modeling_sprm import SPRMForStepScoring
 
     try:
         with torch.random.fork_rng():
             torch.manual_seed(0)
             model = SPRMForStepScoring.from_backbone(str(folder), **kwargs)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
         _fail(f"cannot load --model {folder} as a causal LM: {' '.join(str(err).split())}")
-    if model_args.device_map is None:
+    if model_args.device_map is None and model_args.quantization is None:
         model.to(model_args.device or default_device())
     return model, load_tokenizer(model, str(folder)), str(folder)
 
