@@ -485,7 +485,9 @@ A step's soft label (labels) is the share of finishes whose final answer matches
 (hard_labels) whether any does. --output gets TRL stepwise rows, one chunk-XXXXX.jsonl per --chunk-size problems
 (+ .safetensors with the step features captured while sampling): train on them with
 `sprm train --data OUTPUT --format trl --labels step`. An interrupted run resumes at the first missing chunk;
-under torchrun / accelerate launch each process labels every WORLD_SIZE-th chunk. Rules: modeling_sprm.labeling."""
+under torchrun / accelerate launch each process labels every WORLD_SIZE-th chunk. Chunk c is sampled from seed
+(--seed, default 0; c), so the labels do not depend on the number of processes. --batch-size: sequences per
+generate() call (default 256). Rules: modeling_sprm.labeling."""
 
 
 @dataclass
