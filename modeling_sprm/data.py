@@ -823,6 +823,36 @@ def load_gsm8k_problems(path: str, splits: Sequence[str] = ("test",)) -> list[di
     return problems
 
 
+def load_problems(path: str, splits: Sequence[str] | None = None) -> list[dict]:
+    """Outcome-checkable problems (what ``sprm label``, ``sprm bon --data`` and ``sprm search --data`` answer):
+    ``[{"id", "group", "question", "answer"}]`` (+ ``"solutions"`` where the row has them), from any table
+    `read_rows` reads whose rows have a ``question`` (or ``problem``, as MATH-500) and a reference ``answer``. A
+    GSM8K ``answer`` (``... #### 18``) gives its final answer; other answers are kept as written (strings;
+    numbers compare by value when graded). An optional ``solutions`` field is a list of solution strings."""
+    problems = []
+    for group, i, at, row in read_rows(path, splits):
+        question = row.get("question") if row.get("question") is not None else row.get("problem")
+        if not isinstance(question, str) or not question.strip():
+            raise DataFormatError(f"{at}: needs a non-empty 'question' (or 'problem') string")
+        _require(row, ("answer",), at)
+        answer = row["answer"]
+        if isinstance(answer, str) and "####" in answer:
+            answer = gsm8k_reference(answer, at)[1]
+        elif isinstance(answer, bool) or not isinstance(answer, (str, int, float)) or not str(answer).strip():
+            raise DataFormatError(f"{at}: field 'answer' must be a non-empty string or a number")
+        problem = {"id": str(row.get("id") or f"{group}-{i}"), "group": group, "question": question,
+                   "answer": str(answer).strip()}
+        solutions = row.get("solutions")
+        if solutions is not None:
+            if isinstance(solutions, str) or not isinstance(solutions, list) or not all(
+                isinstance(s, str) for s in solutions
+            ):
+                raise DataFormatError(f"{at}: field 'solutions' must be a list of strings")
+            problem["solutions"] = solutions
+        problems.append(problem)
+    return problems
+
+
 def grade_solution(solution_text: str, reference_answer: str, extractor: Any = "auto") -> float:
     """1.0 when the final answer of a generated solution matches the reference, else 0.0 (numbers compare by
     value: ``"1,000.0"`` matches ``"1000"``; no answer found counts as wrong).

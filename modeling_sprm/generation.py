@@ -137,8 +137,11 @@ class IncrementalDetokenizer:
         self._emit(final)
 
     def flush(self) -> None:
-        """Emit held tokens even if they end inside a character (at the end of a generation)."""
+        """Emit held tokens even if they end inside a character (at the end of a generation). Every held token
+        has a placeholder span here (`_emit` expects the newest token without one: it has just been added), so the
+        newest placeholder goes first."""
         if self.held:
+            self.offsets.pop()
             self._emit(final=True)
 
     def _emit(self, final: bool) -> None:

@@ -401,6 +401,8 @@ class SPRMForStepScoring(PreTrainedModel, GenerationMixin):
         save_directory = Path(save_directory)
         if head_only and not self.config.backbone_name_or_path:
             raise ValueError("a head-only checkpoint needs config.backbone_name_or_path to find its backbone")
+        if not head_only and has_adapter(self.backbone):
+            raise ValueError("this backbone carries a LoRA adapter: save it head-only (the head plus the adapter files)")
         self.config.auto_map = dict(AUTO_MAP)
         self.config.custom_pipelines = dict(CUSTOM_PIPELINES)
         was_head_only, self.config.head_only = self.config.head_only, head_only
@@ -414,6 +416,7 @@ class SPRMForStepScoring(PreTrainedModel, GenerationMixin):
                 self.config.save_pretrained(save_directory)
                 state = {HEAD_PREFIX + k: v.detach().cpu().contiguous() for k, v in self.score_head.state_dict().items()}
                 save_file(state, str(save_directory / "model.safetensors"), metadata={"format": "pt"})
+                save_adapter(self.backbone, save_directory)
             else:
                 super().save_pretrained(save_directory, **kwargs)
         finally:
@@ -467,6 +470,8 @@ class SPRMForStepScoring(PreTrainedModel, GenerationMixin):
                     f"head was trained on ({expected}); scores may differ from the reported ones",
                     stacklevel=3,
                 )
+        if cached_file(str(path), ADAPTER_CONFIG_NAME, _raise_exceptions_for_missing_entries=False, **hub_kwargs):
+            load_adapter(backbone, path, hub_kwargs)
         model.config.name_or_path = str(path)
         return model.eval()
 
@@ -478,6 +483,60 @@ class SPRMForStepScoring(PreTrainedModel, GenerationMixin):
             if tensor.is_floating_point() and tensor.device.type != "meta" and not torch.isfinite(tensor).all():
                 raise ValueError(f"{path} holds non-finite weights (NaN or infinity) in {name}; expected finite ones")
         return self
+
+
+# -- LoRA adapters on the backbone (head-only checkpoints of `sprm train --lora_r`) -----------------------------------
+# The adapter is injected into the backbone's own modules (peft's `inject_adapter_in_model`), so the backbone keeps
+# its layout (feature hook, generation) and the head reads the adapted features. Files in PEFT's layout, so that
+# `peft.PeftModel.from_pretrained(backbone, folder)` reads them too. peft is imported only when there is an adapter.
+
+ADAPTER_CONFIG_NAME = "adapter_config.json"
+ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors"
+_PEFT_KEY_PREFIX = "base_model.model."
+
+
+def has_adapter(backbone: nn.Module) -> bool:
+    return bool(getattr(backbone, "peft_config", None))
+
+
+def save_adapter(backbone: nn.Module, save_directory: Path) -> None:
+    """Write the backbone's adapter (config and weights) into ``save_directory``; without one, remove adapter files
+    an earlier save left there (they would be applied on load)."""
+    if not has_adapter(backbone):
+        for name in (ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME):
+            (save_directory / name).unlink(missing_ok=True)
+        return
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    # save_embedding_layers=False: the vocabulary never changes here (and "auto" asks the Hub about the base model)
+    adapter = get_peft_model_state_dict(backbone, save_embedding_layers=False)
+    state = {_PEFT_KEY_PREFIX + k: v.detach().cpu().contiguous() for k, v in adapter.items()}
+    save_file(state, str(save_directory / ADAPTER_WEIGHTS_NAME), metadata={"format": "pt"})
+    backbone.peft_config["default"].save_pretrained(str(save_directory))
+
+
+def load_adapter_weights(backbone: nn.Module, weights: dict[str, torch.Tensor], where: str) -> None:
+    """Copy adapter ``weights`` (PEFT's layout) into the adapter already injected into ``backbone``."""
+    from peft import set_peft_model_state_dict
+
+    result = set_peft_model_state_dict(backbone, {k.removeprefix(_PEFT_KEY_PREFIX): v for k, v in weights.items()})
+    missing = [k for k in result.missing_keys if "lora_" in k]
+    if missing or result.unexpected_keys:
+        raise ValueError(f"the adapter weights in {where} do not fit the adapter (missing {missing[:3]}, "
+                         f"unexpected {list(result.unexpected_keys)[:3]})")
+
+
+def load_adapter(backbone: nn.Module, path, hub_kwargs: dict) -> None:
+    """Inject the adapter saved in ``path`` into ``backbone`` (frozen) and load its weights."""
+    from peft import PeftConfig, inject_adapter_in_model
+    from safetensors.torch import load_file
+    from transformers.utils import cached_file
+
+    config = PeftConfig.from_pretrained(str(path), **hub_kwargs)
+    config.inference_mode = True
+    inject_adapter_in_model(config, backbone)
+    load_adapter_weights(backbone, load_file(cached_file(str(path), ADAPTER_WEIGHTS_NAME, **hub_kwargs)), str(path))
 
 
 def _copy_pipeline_code(save_directory: Path) -> None:

@@ -76,3 +76,87 @@ def test_empty_question_fails_with_a_message(saved_tiny, capsys):
     with pytest.raises(SystemExit):
         main(["bon", "--model", saved_tiny, "--question", "  ", "--max-new-tokens", "2"])
     assert "question is empty" in capsys.readouterr().err
+
+
+# -- --data: a whole data set, one JSON line per problem --------------------------------------------------------------
+
+PROBLEMS = [
+    {"id": "a", "question": "What is 3 + 4?", "answer": "7"},
+    {"id": "b", "question": "What is 2 * 5?", "answer": "Double 5.\n#### 10"},
+    {"id": "c", "problem": "What is 9 - 1?", "answer": 8},
+]
+
+
+def write_problems(path, rows=PROBLEMS):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["bon", "--num-candidates", "3"],
+     ["search", "--beam-width", "2", "--num-continuations", "2", "--max-steps", "2", "--max-step-tokens", "3"]],
+)
+def test_data_writes_one_line_per_problem_and_resumes(saved_tiny, tmp_path, capsys, command):
+    data, out = write_problems(tmp_path / "problems.jsonl"), tmp_path / "answers.jsonl"
+    run = [*command, "--model", saved_tiny, "--data", data, "--output", str(out), "--max-new-tokens", "6",
+           "--seed", "2"]
+    main(run)
+    summary = capsys.readouterr().err.strip().splitlines()[-1]
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [d["id"] for d in lines] == ["a", "b", "c"]
+    assert [d["reference_answer"] for d in lines] == ["7", "10", "8"]
+    for d in lines:
+        assert set(d["correct"]) == {"sprm", "majority", "weighted"}
+        assert d["correct"]["sprm"] == (d["sprm_answer"] is not None and float(d["sprm_answer"]) == float(
+            d["reference_answer"]))
+        assert d["generated_tokens"] == (sum(c["num_tokens"] for c in d["candidates"]) if command[0] == "bon"
+                                         else d["generated_tokens"]) > 0
+        if command[0] == "bon":
+            check_bon_json(d, n=3)
+    accuracy = sum(d["correct"]["sprm"] for d in lines) / 3
+    assert summary.startswith("answered 3 problems (3 by this run)") and f"SPRM pick {accuracy:.3f}" in summary
+
+    # Killed while writing problem c: its half line is dropped and c is answered again, as one run would.
+    text = out.read_text()
+    kept = text.splitlines(keepends=True)
+    out.write_text("".join(kept[:2]) + kept[2][:20])
+    main(run)
+    assert "answered 3 problems (1 by this run)" in capsys.readouterr().err
+    assert out.read_text() == text
+    # Other settings do not mix into the same file.
+    with pytest.raises(SystemExit):
+        main([*run[:-1], "3"])
+    assert "holds answers made with other settings" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra, rows, message",
+    [
+        (["--question", QUESTION], PROBLEMS, "--question does not go with --data"),
+        (["--json"], PROBLEMS, "--json does not go with --data"),
+        ([], [{"question": "x?"}], "missing field 'answer'"),
+        ([], [PROBLEMS[0], PROBLEMS[0]], "problem ids repeat (e.g. 'a')"),
+        (["--limit", "0"], PROBLEMS, "--limit must be >= 1"),
+    ],
+)
+def test_data_bad_input_gives_one_line_errors(saved_tiny, tmp_path, capsys, extra, rows, message):
+    data = write_problems(tmp_path / "problems.jsonl", rows)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bon", "--model", saved_tiny, "--data", data, "--output", str(tmp_path / "o.jsonl"), *extra])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "give --question, or --data"),
+        (["--question", QUESTION, "--output", "x.jsonl"], "--output applies to --data only"),
+        (["--data", "p.jsonl"], "--data needs --output"),
+    ],
+)
+def test_question_or_data(saved_tiny, capsys, args, message):
+    with pytest.raises(SystemExit):
+        main(["bon", "--model", saved_tiny, *args])
+    assert message in capsys.readouterr().err

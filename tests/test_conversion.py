@@ -239,6 +239,33 @@ def test_metastone_round_trip_is_exact(head_dtype, tmp_path, qwen_tokenizer):
     assert (back / "tokenizer.json").is_file()
 
 
+def test_export_of_a_lora_checkpoint_folds_the_adapter_into_the_backbone(tmp_path, qwen_tokenizer):
+    from peft import LoraConfig, inject_adapter_in_model
+    from transformers import AutoModelForCausalLM
+
+    from modeling_sprm import SPRMForStepScoring
+
+    source = make_lm_folder(tmp_path / "source", qwen_tokenizer, seed=3)
+    torch.save(random_head(64, seed=4).state_dict(), source / "score_module.pt")
+    model = SPRMForStepScoring.from_pretrained(conversion.convert("metastone", source, tmp_path / "sprm"))
+    model.config.backbone_name_or_path = str(source)
+    inject_adapter_in_model(LoraConfig(r=2, target_modules=["q_proj", "v_proj"]), model.backbone)
+    for name, parameter in model.backbone.named_parameters():
+        if "lora_B" in name:
+            nn.init.normal_(parameter, std=0.5)
+    model.save_pretrained(tmp_path / "lora", head_only=True)
+    ids = torch.tensor([[5, 9, 2, 7, 11]])
+    with torch.no_grad():
+        adapted = model.backbone(ids).logits
+    back = conversion.export_metastone(tmp_path / "lora", tmp_path / "back")
+    assert load_file(back / "model.safetensors").keys() == load_file(source / "model.safetensors").keys()
+    with torch.no_grad():
+        exported = AutoModelForCausalLM.from_pretrained(back)(ids).logits
+        original = AutoModelForCausalLM.from_pretrained(source)(ids).logits
+    torch.testing.assert_close(exported, adapted, rtol=1e-3, atol=1e-4)  # merging rounds differently
+    assert not torch.allclose(original, adapted, atol=1e-3)
+
+
 def test_export_refuses_a_model_metastone_cannot_read(tmp_path, converted_metastone):
     from modeling_sprm import SPRMForStepScoring
 

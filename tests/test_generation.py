@@ -138,6 +138,23 @@ def test_detokenizer_offsets_give_the_tokenizers_read_positions(smollm2_tokenize
         assert read_positions(ours, every_char, offset) == read_positions(theirs, every_char, offset)
 
 
+@pytest.mark.parametrize("text", ["x 猫", "🙂", "ok.\n\n答"])
+def test_detokenizer_gives_one_span_per_token_when_a_generation_ends_inside_a_character(smollm2_tokenizer, text):
+    # a generation cut by max_new_tokens between the byte tokens of one character: flush() emits the held tokens
+    # (an extra span here made step_search fail with "no captured feature")
+    tok = smollm2_tokenizer
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    cut = ids[:-1]
+    assert tok.decode(cut).endswith("\ufffd")  # the last kept token ends inside a character
+    detok = IncrementalDetokenizer(tok, tok("Q:", add_special_tokens=False)["input_ids"])
+    for token_id in cut:
+        detok.add(token_id)
+    detok.flush()
+    assert len(detok.offsets) == len(cut) and detok.settled == len(cut)
+    assert detok.offsets[-1][1] == len(detok.text)
+    assert all(s <= e for s, e in detok.offsets) and detok.offsets == sorted(detok.offsets)
+
+
 # -- capture on a tiny random model --------------------------------------------------------------------------------
 
 

@@ -282,3 +282,29 @@ def test_registry():
     assert get_loss("spr") is spr_loss
     with pytest.raises(ValueError, match="unknown loss"):
         get_loss("nope")
+
+
+def sigmoid(z: float) -> float:
+    return 1 / (1 + math.exp(-z))
+
+
+def test_teacher_logits_give_the_pseudo_labels_and_the_student_logits_are_trained():
+    # spr: the teacher keeps y=1 steps 1 and 2 (teacher > 0) and the y=0 step 0 (teacher <= 0); the BCE is the
+    # student's at those steps.
+    teacher = torch.tensor([[-1.0, 2.0, 0.5], [-0.2, 0.3, 0.0]], requires_grad=True)
+    logits = LOGITS.clone().requires_grad_(True)
+    loss = spr_loss(logits, MASK, Y, teacher_logits=teacher)
+    assert loss.item() == pytest.approx((bce(-1.0, 1) + bce(0.5, 1) + bce(0.3, 0)) / (3 + EPS), rel=1e-6)
+    loss.backward()
+    assert teacher.grad is None and logits.grad[0, 1] != 0 and logits.grad[0, 0] == 0  # step 0 filtered out
+    # first_error: the teacher puts the wrong solution's first error at step 0 (the student would say step 1).
+    teacher = torch.tensor([[0.0, 0.0, 0.0], [-1.0, 2.0, 0.0]])
+    expected = (bce(2.0, 1) + bce(-1.0, 1) + bce(0.5, 1) + bce(0.3, 0)) / (4 + EPS)
+    assert first_error_loss(LOGITS, MASK, Y, teacher_logits=teacher).item() == pytest.approx(expected, rel=1e-6)
+    # asymmetric_spr (soft): the wrong solution's steps weigh 1 - sigmoid(teacher).
+    teacher = torch.tensor([[0.0, 0.0, 0.0], [1.0, -1.0, 0.0]])
+    a, b = 1 - sigmoid(1.0), 1 - sigmoid(-1.0)
+    expected = (bce(2.0, 1) + bce(-1.0, 1) + bce(0.5, 1) + a * bce(0.3, 0) + b * bce(-0.2, 0)) / (3 + a + b + EPS)
+    assert asymmetric_spr_loss(LOGITS, MASK, Y, teacher_logits=teacher).item() == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="teacher_logits must be"):
+        spr_loss(LOGITS, MASK, Y, teacher_logits=torch.zeros(2, 2))

@@ -58,6 +58,41 @@ def test_train_on_step_labels_from_trl_rows(tiny_backbone, tmp_path, capsys):
     assert training["trainer"] == "StepSupervisedTrainer" and training["labels"] == "step"
 
 
+def test_lora_train_resume_then_every_loader_applies_the_adapter(tiny_backbone, tmp_path, capsys):
+    from transformers import AutoModel, pipeline
+
+    from modeling_sprm.arguments import ModelArguments
+    from modeling_sprm.loading import MANIFEST_NAME, load_model
+    from test_pipeline_by_name import run_fresh
+
+    out = tmp_path / "lora"
+    args = ["train", "--data", str(FIXTURES / "processbench"), "--format", "processbench", "--output", str(out),
+            "--model", str(tiny_backbone), "--lora_r", "2", "--lora_target_modules", "q_proj,v_proj",
+            "--save_steps", "1", "--per_device_train_batch_size", "8", "--disable_tqdm", "true", "--report_to", "none"]
+    main([*args, "--num_train_epochs", "1"])
+    assert "the SPRM head and LoRA adapters (rank 2) on a frozen" in capsys.readouterr().out
+    (out / "checkpoint-3" / "adapter_model.safetensors").unlink()  # damaged: the manifest lists the adapter
+    main([*args, "--num_train_epochs", "2", "--resume"])
+    printed = capsys.readouterr().out
+    assert f"Resuming from {out / 'checkpoint-2'}" in printed and "missing adapter_model.safetensors" in printed
+    assert json.loads((out / "config.json").read_text())["head_training"]["global_steps"] == 6
+    manifest = json.loads((out / MANIFEST_NAME).read_text())["files"]
+    assert {"adapter_config.json", "adapter_model.safetensors", "model.safetensors"} <= set(manifest)
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    assert adapter["r"] == 2 and set(adapter["target_modules"]) == {"q_proj", "v_proj"}
+
+    main(["score", "--model", str(out), "--json", "--question", QUESTION, "--solution", SOLUTION])
+    cli = [s["score"] for s in json.loads(capsys.readouterr().out)["steps"]]
+    model, tokenizer, _ = load_model(ModelArguments(model=str(out), device="cpu"), warn=False)
+    auto = AutoModel.from_pretrained(out)
+    assert any("lora_A" in n for n, _ in auto.named_parameters())
+    by_name = pipeline("step-scoring", model=str(out))({"question": QUESTION, "solution": SOLUTION})
+    given = pipeline("step-scoring", model=model, tokenizer=tokenizer)({"question": QUESTION, "solution": SOLUTION})
+    for result in (by_name, given):
+        assert [s["score"] for s in result["steps"]] == pytest.approx(cli, abs=1e-6)
+    assert run_fresh("remote", str(out))["scores"] == pytest.approx(cli, abs=1e-6)  # the checkpoint's own code
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -65,6 +100,9 @@ def test_train_on_step_labels_from_trl_rows(tiny_backbone, tmp_path, capsys):
         (["--format", "processbench", "--loss", "step_bce"], "trains on outcome labels"),
         (["--format", "processbench", "--lm_loss_weight", "1"], "needs --unfreeze_backbone"),
         (["--format", "nope"], "invalid choice"),
+        (["--format", "processbench", "--lora_r", "0"], "--lora_r must be a positive rank, got 0"),
+        (["--format", "processbench", "--lora_r", "2", "--lora_target_modules", "nope"], "--lora_target_modules nope"),
+        (["--format", "processbench", "--ema_teacher_decay", "1.5"], "--ema_teacher_decay must be in [0, 1)"),
     ],
 )
 def test_bad_arguments_give_clear_errors(tiny_backbone, tmp_path, capsys, args, message):
@@ -81,7 +119,8 @@ def test_train_help_lists_the_sprm_and_trainer_flags(capsys):
         main(["train", "--help"])
     text = capsys.readouterr().out
     for flag in ("--data", "--format", "--labels", "--loss", "--spr_threshold", "--spr-warmup-steps",
-                 "--unfreeze-backbone", "--feature-grad-scale", "--lm-loss-weight", "--learning_rate", "--resume"):
+                 "--unfreeze-backbone", "--feature-grad-scale", "--lm-loss-weight", "--learning_rate", "--resume",
+                 "--lora-r", "--lora-target-modules", "--ema-teacher-decay"):
         assert flag in text, flag
 
 

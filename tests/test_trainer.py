@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from transformers import TrainerCallback
 from transformers import logging as hf_logging
 
 from conftest import make_tiny_backbone
@@ -303,6 +304,13 @@ def test_unfrozen_backbone_feature_grad_scale_and_lm_loss(tiny, tmp_path):
         (SPRMTrainer, dict(loss="outcome_bce", spr_threshold=0.7), "no effect with the 'outcome_bce' loss"),
         (StepSupervisedTrainer, dict(spr_warmup_steps=3), "needs a loss with a filter"),
         (SPRMTrainer, dict(loss_options='{"bogus": 1}'), r"no options \['bogus'\]"),
+        (SPRMTrainer, dict(lora_r=4, unfreeze_backbone=True), "choose one"),
+        (SPRMTrainer, dict(lora_alpha=8.0), "need --lora_r"),
+        (SPRMTrainer, dict(lora_r=0), "positive rank"),
+        (SPRMTrainer, dict(lora_r=2, lora_alpha=0.0), "--lora_alpha must be > 0"),
+        (SPRMTrainer, dict(lora_r=2, lora_target_modules="no_such_proj"), "--lora_target_modules no_such_proj"),
+        (SPRMTrainer, dict(loss="mil", ema_teacher_decay=0.9), "the 'mil' loss has none"),
+        (SPRMTrainer, dict(ema_teacher_decay=1.0), r"must be in \[0, 1\)"),
     ],
 )
 def test_bad_configurations_fail_early_and_clearly(tiny, tmp_path, trainer_class, overrides, message):
@@ -356,3 +364,132 @@ def test_outcome_only_objectives_through_the_trainer(tiny, tmp_path, loss, loss_
     trainer.train()
     assert any(not torch.equal(before[k], v) for k, v in head_state(model).items())
     assert all(math.isfinite(e["loss"]) for e in trainer.state.log_history if "loss" in e)
+
+
+# -- EMA teacher -----------------------------------------------------------------------------------------------------
+
+
+def teacher_state(trainer) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in trainer.teacher.state_dict().items()}
+
+
+class Snapshots(TrainerCallback):
+    """(head, teacher) after every optimizer step (runs after the trainer's own teacher update)."""
+
+    def __init__(self, trainer):
+        self.trainer, self.taken = trainer, []
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.taken.append((head_state(self.trainer.model), teacher_state(self.trainer)))
+
+
+def test_ema_teacher_follows_the_ema_rule(tiny, tmp_path):
+    model, tokenizer = tiny
+    decay = 0.8
+    trainer = SPRMTrainer(model, training_args(tmp_path, ema_teacher_decay=decay, max_steps=4),
+                          train_dataset=make_records(16), processing_class=tokenizer)
+    expected = teacher_state(trainer)
+    for key, value in head_state(model).items():  # the teacher starts as the head
+        torch.testing.assert_close(expected[key], value)
+    snapshots = Snapshots(trainer)
+    trainer.add_callback(snapshots)
+    trainer.train()
+    assert len(snapshots.taken) == 4
+    for head, teacher in snapshots.taken:
+        expected = {k: decay * expected[k] + (1 - decay) * head[k] for k in expected}
+        for key in expected:
+            torch.testing.assert_close(teacher[key], expected[key])
+    assert not torch.equal(snapshots.taken[-1][0]["3.bias"], snapshots.taken[-1][1]["3.bias"])  # it lags the head
+    assert not any(p.requires_grad for p in trainer.teacher.parameters())
+
+
+def test_the_loss_takes_its_pseudo_labels_from_the_teacher(tiny, tmp_path):
+    model, tokenizer = tiny
+    right = [r for r in make_records(24) if r["outcome_label"] == 1.0]
+    trainer = SPRMTrainer(model, training_args(tmp_path, ema_teacher_decay=0.99, cache_features=False),
+                          train_dataset=right, processing_class=tokenizer)
+    model.eval()
+    inputs = trainer._prepare_inputs(SPRMDataCollator(model, tokenizer)(right))
+    with torch.no_grad():
+        student, out = trainer.compute_loss(model, inputs, return_outputs=True)
+        # A teacher equal to the head gives the head's own pseudo-labels (the spr loss without a teacher).
+        assert student.item() == pytest.approx(spr_loss(out.step_logits, out.step_mask, inputs["outcome_labels"]).item())
+        # A teacher calling every step right keeps every step of these right solutions (outcome_bce on the head's
+        # logits); one calling every step wrong filters them all out (exactly 0), whatever the head says.
+        trainer.teacher[3].bias.fill_(50.0)
+        kept = trainer.compute_loss(model, inputs).item()
+        assert kept > 0 and kept == pytest.approx(outcome_bce(out.step_logits, out.step_mask, inputs["outcome_labels"]).item())
+        trainer.teacher[3].bias.fill_(-50.0)
+        assert trainer.compute_loss(model, inputs).item() == 0.0
+
+
+# -- LoRA ------------------------------------------------------------------------------------------------------------
+
+
+def scores_of(model, tokenizer, records) -> torch.Tensor:
+    batch = SPRMDataCollator(model, tokenizer)(records)
+    with torch.no_grad():
+        return model.eval()(**{k: batch[k] for k in ("input_ids", "attention_mask", "step_positions")}).scores
+
+
+def test_lora_trains_adapters_with_the_head_and_saves_head_plus_adapter(tiny, tmp_path):
+    from modeling_sprm.modeling_sprm import ADAPTER_CONFIG_NAME, ADAPTER_WEIGHTS_NAME
+
+    model, tokenizer = tiny
+    records = make_records(16)
+    base = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    trainer = SPRMTrainer(model, training_args(tmp_path, lora_r=2, lm_loss_weight=0.5, max_steps=3),
+                          train_dataset=records, processing_class=tokenizer)
+    assert not trainer.use_cached_features  # the features change as the adapters train
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or n.startswith("score_head.") for n in trainable)
+    assert any(n.startswith("score_head.") for n in trainable)
+    trainer.train()
+    adapted = model.backbone.state_dict()
+    for key, value in base.items():  # the base weights stay as they were (LoRA wraps them as base_layer)
+        torch.testing.assert_close(adapted.get(key, adapted.get(key.replace(".weight", ".base_layer.weight"))), value)
+    assert any(v.abs().sum() > 0 for k, v in adapted.items() if "lora_B" in k)  # lora_B starts at 0
+
+    out = tmp_path / "lora-head"
+    trainer.save_model(str(out))
+    assert (out / ADAPTER_CONFIG_NAME).is_file() and (out / ADAPTER_WEIGHTS_NAME).is_file()
+    assert (out / "model.safetensors").stat().st_size < 200_000  # head only
+    loaded = SPRMForStepScoring.from_pretrained(out)
+    assert loaded.config.head_only and loaded.config.head_training["backbone"] == "lora"
+    assert loaded.config.head_training["lora"] == {"r": 2, "alpha": 4, "dropout": 0.0, "target_modules": "all-linear"}
+    expected = scores_of(model, tokenizer, records)
+    torch.testing.assert_close(scores_of(loaded, tokenizer, records), expected)
+    # Without the adapter the same head scores differently: the adapter is part of the scorer.
+    (out / ADAPTER_CONFIG_NAME).rename(tmp_path / "aside.json")
+    plain = SPRMForStepScoring.from_pretrained(out)
+    assert not torch.allclose(scores_of(plain, tokenizer, records), expected)
+    # Saving a model without an adapter into that folder removes the adapter files it had.
+    (tmp_path / "aside.json").rename(out / ADAPTER_CONFIG_NAME)
+    plain.save_pretrained(out)
+    assert not (out / ADAPTER_CONFIG_NAME).exists() and not (out / ADAPTER_WEIGHTS_NAME).exists()
+
+
+def test_resume_with_lora_and_a_teacher_gives_the_uninterrupted_result(tiny, smollm2_tokenizer, tmp_path):
+    model, tokenizer = tiny
+    records = make_records(16)
+    args = training_args(tmp_path, lora_r=2, ema_teacher_decay=0.5, save_strategy="steps", save_steps=2,
+                         num_train_epochs=2)
+    first = SPRMTrainer(model, args, train_dataset=records, processing_class=tokenizer)
+    first.train()
+    checkpoint = tmp_path / "out" / "checkpoint-2"
+    assert {"ema_teacher.safetensors", "adapter_model.safetensors"} <= {p.name for p in checkpoint.iterdir()}
+
+    fresh = SPRMForStepScoring.from_backbone(
+        make_tiny_backbone(len(smollm2_tokenizer), smollm2_tokenizer.pad_token_id), backbone_name_or_path="tiny"
+    )
+    resumed = SPRMTrainer(fresh, args, train_dataset=records, processing_class=tokenizer)
+    resumed.train(resume_from_checkpoint=str(checkpoint))
+    assert resumed.state.global_step == 4
+    for key, value in head_state(model).items():
+        torch.testing.assert_close(fresh.score_head.state_dict()[key], value)
+    for key, value in teacher_state(first).items():
+        torch.testing.assert_close(teacher_state(resumed)[key], value)
+    adapters = {k: v for k, v in model.backbone.state_dict().items() if "lora_" in k}
+    assert adapters
+    for key, value in adapters.items():
+        torch.testing.assert_close(fresh.backbone.state_dict()[key], value)

@@ -240,6 +240,21 @@ def format_score_table(result: dict, model_name: str, threshold: float) -> str:
     return "\n".join(lines)
 
 
+def _load_problems(path: str, split: str | None, limit: int | None, what: str) -> list[dict]:
+    """`data.load_problems` for a command: a data error is a one-line ``sprm: error``."""
+    from ..data import DataFormatError, load_problems
+
+    if limit is not None and limit < 1:
+        _fail(f"--limit must be >= 1, got {limit}")
+    try:
+        problems = load_problems(path, split.split(",") if split else None)[:limit]
+    except (DataFormatError, FileNotFoundError, ValueError) as err:
+        _fail(f"cannot load {what} {path} as problems (question and answer): {err}")
+    if not problems:
+        _fail(f"{what} {path} holds no problems")
+    return problems
+
+
 # -- sprm bon / sprm search: generate and score ---------------------------------------------------------------------
 
 
@@ -247,7 +262,17 @@ def format_score_table(result: dict, model_name: str, threshold: float) -> str:
 class GenerateArguments:
     """What ``sprm bon`` and ``sprm search`` answer and how they report it."""
 
-    question: str = field(metadata={"help": "The question to answer."})
+    question: str | None = field(default=None, metadata={"help": "The question to answer."})
+    data: str | None = field(
+        default=None,
+        metadata={"help": "Answer every problem of this data set instead of --question (rows with 'question' or "
+                  "'problem' and the reference 'answer', as for sprm label) and write one JSON line per problem to "
+                  "--output (the --json object plus id, reference_answer and whether each pick is right); an "
+                  "interrupted run resumes after the last complete line."},
+    )
+    split: str | None = field(default=None, metadata={"help": "--data: " + SPLIT_HELP})
+    limit: int | None = field(default=None, metadata={"help": "--data: answer only the first N problems."})
+    output: str | None = field(default=None, metadata={"help": "--data: the JSON-lines file to write (or resume)."})
     answer_extractor: Literal["auto", "gsm8k", "boxed"] = field(
         default="auto",
         metadata={"help": "How final answers are read: \\boxed{} else GSM8K style (auto), GSM8K style, or \\boxed{} only."},
@@ -295,7 +320,29 @@ class _ProgressBar:
         self.bar.close()
 
 
+GENERATION_KEYS = ("text", "score", "answer", "truncated", "no_steps", "no_delimiter", "first_error_step")
+
+
+def _generation_json(result: dict, name: str) -> dict:
+    """The ``--json`` object of a `best_of_n` / `step_search` result (candidates with their step texts and scores)."""
+    out = {k: v for k, v in result.items() if k not in ("candidates", "question")}
+    out["candidates"] = [
+        {**{k: c[k] for k in GENERATION_KEYS}, "num_tokens": c["num_tokens"],
+         "steps": [{"text": s["text"], "score": s["score"]} for s in c["steps"]]}
+        for c in result["candidates"]
+    ]
+    out["model"] = name
+    return out
+
+
 def _run_generation(args: GenerateArguments, model_args: ModelArguments, sampling, function, **kwargs) -> None:
+    if args.data is not None:
+        _run_generation_data(args, model_args, sampling, function, **kwargs)
+        return
+    if args.question is None:
+        _fail("give --question, or --data (with --output) to answer every problem of a data set")
+    if used := [f"--{name}" for name in ("split", "limit", "output") if getattr(args, name) is not None]:
+        _fail(f"{used[0]} applies to --data only")
     model, tokenizer, name, threshold = load_scorer(model_args, args.threshold)
     progress = _ProgressBar("generate")
     try:
@@ -308,16 +355,88 @@ def _run_generation(args: GenerateArguments, model_args: ModelArguments, samplin
     finally:
         progress.close()
     if args.json:
-        keep = ("text", "score", "answer", "truncated", "no_steps", "no_delimiter", "first_error_step")
-        out = {k: v for k, v in result.items() if k not in ("candidates", "question")}
-        out["candidates"] = [
-            {**{k: c[k] for k in keep}, "steps": [{"text": s["text"], "score": s["score"]} for s in c["steps"]]}
-            for c in result["candidates"]
-        ]
-        out["model"] = name
-        _print_json(out)
+        _print_json(_generation_json(result, name))
         return
     print(format_generation_table(result, name, threshold))
+
+
+def _done_lines(output: Path, settings: dict) -> list[dict]:
+    """The complete lines of an earlier run's ``output`` (a last line cut off by a kill is dropped from the file);
+    an output written with other settings is an error, not mixed in."""
+    if not output.is_file():
+        return []
+    done = []
+    for line in output.read_text(encoding="utf-8").splitlines():
+        try:
+            done.append(json.loads(line))
+        except json.JSONDecodeError:
+            break
+    if done and done[0].get("settings") != settings:
+        _fail(f"--output {output} holds answers made with other settings ({done[0].get('settings')}); give another "
+              "--output or delete it")
+    output.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in done), encoding="utf-8")
+    return done
+
+
+def _run_generation_data(args: GenerateArguments, model_args: ModelArguments, sampling, function, **kwargs) -> None:
+    """``sprm bon --data`` / ``sprm search --data``: every problem answered, one JSON line each, resumable. Problem
+    i is sampled with seed ``--seed + i`` (default --seed 0), so a resumed run gives what one run would."""
+    if args.question is not None or args.json:
+        _fail(f"{'--question' if args.question is not None else '--json'} does not go with --data (each line of "
+              "--output is the --json object of one problem)")
+    if args.output is None:
+        _fail("--data needs --output (the JSON-lines file to write)")
+    output = Path(args.output)
+    if output.is_dir() or not output.parent.is_dir():
+        _fail(f"--output {output} must be a file in an existing folder")
+    problems = _load_problems(args.data, args.split, args.limit, "--data")
+    ids = [p["id"] for p in problems]
+    if len(set(ids)) != len(ids):
+        _fail(f"--data {args.data}: problem ids repeat (e.g. {next(x for x in ids if ids.count(x) > 1)!r}); each line "
+              "of --output is found again by its id")
+    from dataclasses import asdict, replace
+
+    from tqdm.auto import tqdm
+
+    from ..answers import answers_match
+
+    model, tokenizer, name, threshold = load_scorer(model_args, args.threshold)
+    settings = {"command": function.__name__, **kwargs, "sampling": asdict(sampling), "model": name,
+                "threshold": threshold, "answer_extractor": args.answer_extractor}
+    done = _done_lines(output, settings)
+    done_ids = {d["id"] for d in done}
+    base_seed = sampling.seed if sampling.seed is not None else 0
+    with output.open("a", encoding="utf-8") as sink:
+        for i, problem in enumerate(tqdm(problems, desc=function.__name__, file=sys.stderr)):
+            if problem["id"] in done_ids:
+                continue
+            try:
+                result = function(
+                    model, tokenizer, problem["question"], sampling=replace(sampling, seed=base_seed + i),
+                    answer_extractor=args.answer_extractor, threshold=threshold, **kwargs,
+                )
+            except (TypeError, ValueError) as err:
+                _fail(f"--data {args.data} problem {problem['id']}: {err}")
+            line = _generation_json(result, name)
+            reference = problem["answer"]
+            line.update(
+                id=problem["id"], question=problem["question"], reference_answer=reference, settings=settings,
+                generated_tokens=line.get("generated_tokens", sum(c["num_tokens"] for c in line["candidates"])),
+                correct={pick: answers_match(result[f"{pick}_answer"], reference)
+                         for pick in ("sprm", "majority", "weighted")},
+            )
+            try:
+                text = json.dumps(line, ensure_ascii=False, allow_nan=False)
+            except ValueError as err:
+                _fail(f"problem {problem['id']}: the result holds a non-finite number ({err}); not written")
+            sink.write(text + "\n")
+            sink.flush()  # a killed run loses at most the problem it was on
+            done.append(line)
+    done = [d for d in done if d["id"] in set(ids)]  # an earlier run may have answered more (a larger --limit)
+    accuracy = {pick: sum(d["correct"][pick] for d in done) / len(done) for pick in ("sprm", "majority", "weighted")}
+    print(f"answered {len(done)} problems ({len(done) - len(done_ids & set(ids))} by this run): accuracy of the SPRM pick "
+          f"{accuracy['sprm']:.3f}, majority vote {accuracy['majority']:.3f}, SPRM-weighted vote "
+          f"{accuracy['weighted']:.3f}; wrote {output}", file=sys.stderr)
 
 
 def run_bon(bon: BonArguments, args: GenerateArguments, sampling, model_args: ModelArguments) -> None:
@@ -355,6 +474,124 @@ def format_generation_table(result: dict, model_name: str, threshold: float) -> 
         lines.append(f"generated tokens: {result['generated_tokens']}   rounds: {result['rounds']}")
     lines.append(f"model: {model_name}")
     return "\n".join(lines)
+
+
+# -- sprm label: Monte-Carlo step labels ------------------------------------------------------------------------
+
+LABEL_HELP = """Monte-Carlo step labels (Math-Shepherd): the policy (--model: an SPRM checkpoint, whose backbone is the
+policy, or any causal LM; default the embedded one) samples --num-samples solutions per problem of --data (or labels
+the problem's own 'solutions'), then finishes the solution K = --num-rollouts times from the end of every step.
+A step's soft label (labels) is the share of finishes whose final answer matches the reference, its hard label
+(hard_labels) whether any does. --output gets TRL stepwise rows, one chunk-XXXXX.jsonl per --chunk-size problems
+(+ .safetensors with the step features captured while sampling): train on them with
+`sprm train --data OUTPUT --format trl --labels step`. An interrupted run resumes at the first missing chunk;
+under torchrun / accelerate launch each process labels every WORLD_SIZE-th chunk. Chunk c is sampled from seed
+(--seed, default 0; c), so the labels do not depend on the number of processes. --batch-size: sequences per
+generate() call (default 256). Rules: modeling_sprm.labeling."""
+
+
+@dataclass
+class LabelArguments:
+    """``sprm label``: Monte-Carlo step labels for a data set of problems."""
+
+    data: str = field(
+        metadata={"help": "Problems with reference answers: a .jsonl/.json/.csv/.parquet file, a folder of them or a "
+                  "Hub id, rows with 'question' (or 'problem') and 'answer' (a GSM8K '#### x' answer or the bare "
+                  "answer); optional 'solutions' (a list of strings) to label instead of sampling."}
+    )
+    output: str = field(metadata={"help": "The folder to write the labelled chunks into (or to resume)."})
+    num_rollouts: int = field(default=8, metadata={"help": "K: finishes sampled from the end of every step."})
+    num_samples: int = field(default=1, metadata={"help": "Solutions sampled per problem (problems without 'solutions')."})
+    split: str | None = field(default=None, metadata={"help": SPLIT_HELP})
+    limit: int | None = field(default=None, metadata={"help": "Label only the first N problems."})
+    chunk_size: int = field(default=16, metadata={"help": "Problems per chunk file (the unit of resuming and sharding)."})
+    share_prefixes: bool = field(
+        default=True, metadata={"help": "Identical step prefixes of one problem share their K finishes."}
+    )
+    answer_extractor: Literal["auto", "gsm8k", "boxed"] = field(
+        default="auto",
+        metadata={"help": "How final answers are read: \\boxed{} else GSM8K style (auto), GSM8K style, or \\boxed{} only."},
+    )
+
+
+def _load_policy(model_args: ModelArguments):
+    """The SPRM checkpoint of ``--model``, or a fresh (unused) head on ``--model`` when it is a plain causal LM:
+    labelling needs only the backbone, the feature layer and the step rules."""
+    folder = Path(model_args.model) if model_args.model else None
+    try:
+        model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type")
+    except (TypeError, OSError, ValueError, AttributeError):  # no local folder, or a config load_model names
+        model_type = None
+    if model_type in (None, "sprm"):
+        from ..loading import load_model
+
+        return load_model(model_args, warn=False)
+    import torch
+
+    from ..loading import default_device, load_tokenizer, quantization_config, torch_dtype
+
+    dtype = torch_dtype(model_args.dtype)
+    kwargs = {k: v for k, v in (("dtype", dtype), ("device_map", model_args.device_map)) if v is not None}
+    if model_args.quantization is not None:  # as loading.load_model_and_tokenizer
+        compute = dtype if isinstance(dtype, torch.dtype) else torch.float32
+        kwargs["quantization_config"] = quantization_config(model_args.quantization, compute)
+    from ..modeling_sprm import SPRMForStepScoring
+
+    try:
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = SPRMForStepScoring.from_backbone(str(folder), **kwargs)
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        _fail(f"cannot load --model {folder} as a causal LM: {' '.join(str(err).split())}")
+    if model_args.device_map is None and model_args.quantization is None:
+        model.to(model_args.device or default_device())
+    return model, load_tokenizer(model, str(folder)), str(folder)
+
+
+def run_label(args: LabelArguments, sampling, model_args: ModelArguments) -> None:
+    for flag, value in (("--num-rollouts", args.num_rollouts), ("--num-samples", args.num_samples),
+                        ("--chunk-size", args.chunk_size)):
+        if value < 1:
+            _fail(f"{flag} must be >= 1, got {value}")
+    output = Path(args.output)
+    if output.exists() and not output.is_dir():
+        _fail(f"--output {output} is a file; expected a folder for the labelled chunks")
+    problems = _load_problems(args.data, args.split, args.limit, "--data")
+    given = sum(p.get("solutions") is not None for p in problems)
+    if given and given != len(problems):
+        _fail(f"--data {args.data}: {given} of {len(problems)} problems have 'solutions'; either all or none")
+    rank, world, local_rank = distributed_environment()
+    if world > 1 and model_args.device is None and model_args.device_map is None:
+        import torch
+
+        if torch.cuda.is_available():
+            model_args.device = f"cuda:{local_rank}"
+    model, tokenizer, name = _load_policy(model_args)
+    from dataclasses import replace
+
+    from ..data import grade_solution
+    from ..labeling import label_to_folder
+
+    def grader(text: str, reference: str) -> bool:
+        return grade_solution(text, reference, args.answer_extractor) == 1.0
+
+    # Chunk c is seeded with (--seed, c) by label_to_folder: the labels do not depend on the number of processes.
+    seed = sampling.seed if sampling.seed is not None else 0
+    try:
+        written = label_to_folder(
+            model, tokenizer, problems, output, args.num_rollouts, chunk_size=args.chunk_size, seed=seed,
+            progress=rank == 0, num_samples=args.num_samples, sampling=replace(sampling, seed=None), grader=grader,
+            share_prefixes=args.share_prefixes, batch_size=sampling.batch_size or 256,
+        )
+    except (TypeError, ValueError) as err:
+        _fail(f"--data {args.data}: {err}")
+    rows = [json.loads(line) for path in written for line in path.read_text().splitlines()]
+    steps = sum(len(r["labels"]) for r in rows)
+    tokens = sum(r["num_tokens"] + r["rollout_tokens"] for r in rows)
+    chunks = (len(problems) + args.chunk_size - 1) // args.chunk_size
+    print(f"labelled {len(rows)} solutions ({steps} steps, {round(tokens)} generated tokens) in {len(written)} new "
+          f"chunks of {chunks} with {name}{f' on process {rank} of {world}' if world > 1 else ''}; wrote {output}",
+          file=sys.stderr)
 
 
 # -- sprm eval ----------------------------------------------------------------------------------------------------
@@ -700,6 +937,12 @@ COMMANDS: dict[str, Command] = {
         "SPRM-guided step-level beam search",
         lambda: (SearchArguments, GenerateArguments, _sampling_config(), ModelArguments),
         run_search,
+    ),
+    "label": Command(
+        "Monte-Carlo step labels: finish every step prefix K times, label a step by the share of right finishes",
+        lambda: (LabelArguments, _sampling_config(), ModelArguments),
+        run_label,
+        description=LABEL_HELP,
     ),
     "eval": Command(
         "ProcessBench-style evaluation on a step-labelled data set",

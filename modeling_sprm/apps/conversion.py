@@ -31,10 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-from ..modeling_sprm import SPRMForStepScoring
+from ..modeling_sprm import SPRMForStepScoring, has_adapter
 
 METASTONE_HEAD_FILE = "score_module.pt"
 METASTONE_HEAD_KEYS = ("0.weight", "0.bias", "3.weight", "3.bias")
@@ -282,12 +283,28 @@ def export_metastone(src: str | Path, dst: str | Path, head_dtype: str | None = 
     dtype = getattr(torch, head_dtype, None)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ConversionError(f"head dtype must be a torch floating point dtype name, got {head_dtype!r}")
+    merge_adapter(model.backbone)
     model.backbone.save_pretrained(dst)
     tokenizer.save_pretrained(dst)
     # A standardising head folds its feature statistics into the first layer: MetaStone's four weights.
     state = {k: v.to("cpu", dtype) for k, v in model.score_head.folded_state_dict().items()}
     torch.save(state, dst / METASTONE_HEAD_FILE)
     return dst
+
+
+def merge_adapter(backbone: nn.Module) -> None:
+    """Fold a LoRA adapter (``sprm train --lora_r``) into the backbone's weights and remove it, so that the
+    backbone saves in its own layout (MetaStone-S1's scorer knows no adapters). Nothing to do without one."""
+    if not has_adapter(backbone):
+        return
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for name, module in list(backbone.named_modules()):
+        if isinstance(module, BaseTunerLayer):
+            module.merge()
+            parent, _, child = name.rpartition(".")
+            setattr(backbone.get_submodule(parent), child, module.get_base_layer())
+    del backbone.peft_config
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -50,21 +50,43 @@ class SPRMTrainingArguments(TrainingArguments):
         default=False,
         metadata={"help": "Leave out solutions whose record says rollout_truncated (generation was cut off)."},
     )
+    ema_teacher_decay: float | None = field(
+        default=None,
+        metadata={
+            "help": "Pseudo-labels of the self-training losses (spr, asymmetric_spr, first_error) from an "
+            "exponential moving average of the head (the teacher: no gradient, no dropout), updated after every "
+            "optimizer step as teacher = decay * teacher + (1 - decay) * head, e.g. 0.99. Default: the head itself."
+        },
+    )
     unfreeze_backbone: bool = field(
         default=False, metadata={"help": "Train the backbone too (default: only the head, on a frozen backbone)."}
+    )
+    lora_r: int | None = field(
+        default=None,
+        metadata={
+            "help": "Train LoRA adapters of this rank (peft) on the frozen backbone together with the head; saved as "
+            "a head-only checkpoint plus adapter_config.json and adapter_model.safetensors. Features are not cached."
+        },
+    )
+    lora_alpha: float | None = field(default=None, metadata={"help": "With --lora_r: the LoRA scale alpha (default 2 * r)."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "With --lora_r: dropout on the LoRA path."})
+    lora_target_modules: str = field(
+        default="all-linear",
+        metadata={"help": "With --lora_r: comma-separated names of the backbone's linear layers to adapt (e.g. "
+                  "q_proj,v_proj), or all-linear (every linear layer but the LM head)."},
     )
     feature_grad_scale: float | None = field(
         default=None,
         metadata={
-            "help": "With --unfreeze_backbone: scale the gradient from the head into the backbone without changing "
-            "the forward value (MetaStone-S1 uses 1e-4)."
+            "help": "With --unfreeze_backbone or --lora_r: scale the gradient from the head into the backbone without "
+            "changing the forward value (MetaStone-S1 uses 1e-4)."
         },
     )
     lm_loss_weight: float = field(
         default=0.0,
         metadata={
-            "help": "With --unfreeze_backbone: add this times the language-model loss on the solutions of correct "
-            "records (joint 'reflective' training of policy and scorer)."
+            "help": "With --unfreeze_backbone or --lora_r: add this times the language-model loss on the solutions "
+            "of correct records (joint 'reflective' training of policy and scorer)."
         },
     )
     max_length: int | None = field(
@@ -74,8 +96,8 @@ class SPRMTrainingArguments(TrainingArguments):
     cache_features: bool = field(
         default=True,
         metadata={
-            "help": "With a frozen backbone and no LM loss: run the backbone once over each data set and train the "
-            "head from the cached step features."
+            "help": "With a frozen backbone (no --unfreeze_backbone, no --lora_r) and no LM loss: run the backbone "
+            "once over each data set and train the head from the cached step features."
         },
     )
     feature_cache_dir: str | None = field(
@@ -92,7 +114,8 @@ class SPRMTrainingArguments(TrainingArguments):
     )
     learning_rate: float = field(
         default=1e-3,
-        metadata={"help": "Initial AdamW learning rate (1e-3 suits a head alone; use ~1e-5 with --unfreeze_backbone)."},
+        metadata={"help": "Initial AdamW learning rate (1e-3 suits a head alone; use ~1e-5 with --unfreeze_backbone, "
+                  "~1e-4 with --lora_r)."},
     )
     logging_steps: float = field(
         default=10, metadata={"help": "Log the loss and the training-batch score curves every this many steps."}

@@ -13,6 +13,12 @@ Every loss has the signature the model's forward and the trainers call::
 * ``global_sum`` sums a tensor over all training processes (DDP) and returns it; the trainers pass it so that a
   run on N processes normalises over the whole global batch, as one process would. None = this process only.
 
+The self-training losses (``spr``, ``asymmetric_spr``, ``first_error``) also take ``teacher_logits`` ([B, S] or
+None): the logits their pseudo-labels (the filter, the first-error guess) are read from. None reads them from
+``step_logits`` (detached: the head is its own teacher, as in MetaStone-S1); the trainers pass the logits of an
+exponential-moving-average copy of the head there (``--ema_teacher_decay``). The trained logits are always
+``step_logits``.
+
 A loss reads only the labels it needs and ignores the others. Each is a weighted mean of per-step binary
 cross-entropies, ``L = sum_i c_i * BCE(z_i, t_i) / (sum_i c_i + eps)``, with weights c_i that carry no gradient, so a
 batch where every weight is 0 gives a loss of exactly 0 (no NaN). Options are bound with ``functools.partial``.
@@ -107,6 +113,15 @@ def weighted_bce(
     return weighted_mean(per_step, weights, eps, global_sum)
 
 
+def pseudo_label_probs(step_logits: torch.Tensor, teacher_logits: torch.Tensor | None) -> torch.Tensor:
+    """``sigmoid`` of the logits pseudo-labels come from: ``teacher_logits`` when given, else ``step_logits``;
+    detached (pseudo-labels carry no gradient)."""
+    source = step_logits if teacher_logits is None else teacher_logits.to(step_logits.device)
+    if source.shape != step_logits.shape:
+        raise ValueError(f"teacher_logits must be [batch, steps]={tuple(step_logits.shape)}, got {tuple(source.shape)}")
+    return torch.sigmoid(source.detach().float())
+
+
 def log1mexp(log_p: torch.Tensor) -> torch.Tensor:
     """``log(1 - exp(x))`` for x < 0, computed stably (Maechler 2012): the log-probability of the complement."""
     return torch.where(log_p > -0.6931, torch.log(-torch.expm1(log_p)), torch.log1p(-torch.exp(log_p)))
@@ -131,6 +146,7 @@ def spr_loss(
     solution_mask: torch.Tensor | None = None,
     threshold: float = 0.5,
     use_filter: bool = True,
+    teacher_logits: torch.Tensor | None = None,
     soft_agreement: bool = False,
     class_balance: bool = False,
     positive_factor: float = 1.5,
@@ -154,6 +170,7 @@ def spr_loss(
     Options:
         threshold: the pseudo-label threshold (0.5 in MetaStone-S1).
         use_filter: False gives every step weight 1 (= ``outcome_bce``; the trainers use it for a warm-up).
+        teacher_logits: the pseudo-labels h_i (and p_i) come from these logits instead of z_i (module docstring).
         soft_agreement: use the head's probability p_i = sigmoid(z_i) instead of the hard pseudo-label h_i, so
             w_i = y p_i + (1 - y)(1 - p_i): a step the head is unsure about still gets about half a weight, where
             the hard filter drops it (not in MetaStone-S1; ``threshold`` is then unused).
@@ -167,7 +184,7 @@ def spr_loss(
     y = _outcome_targets(outcome_labels, step_logits, "spr")
     weights = mask
     if use_filter:
-        probs = torch.sigmoid(step_logits.detach().float())
+        probs = pseudo_label_probs(step_logits, teacher_logits)
         pseudo = probs if soft_agreement else (probs > threshold).float()
         weights = weights * (y * pseudo + (1 - y) * (1 - pseudo))
     if class_balance:
@@ -243,6 +260,7 @@ def asymmetric_spr_loss(
     threshold: float = 0.5,
     negative_weight: str = "soft",
     use_filter: bool = True,
+    teacher_logits: torch.Tensor | None = None,
     eps: float = 1e-5,
     global_sum: GlobalSum | None = None,
 ) -> torch.Tensor:
@@ -256,8 +274,9 @@ def asymmetric_spr_loss(
         a_i = 1 - sigmoid(z_i)                  (negative_weight="soft": the head's own belief that i is wrong)
         w_i = y + (1 - y) a_i,    L = sum_i m_i w_i BCE(z_i, y) / (sum_i m_i w_i + eps)
 
-    Weights carry no gradient. For a soft label y the weight mixes the two cases. ``use_filter=False`` (the
-    trainers' warm-up) gives every step weight 1, i.e. ``outcome_bce``.
+    Weights carry no gradient; with ``teacher_logits`` the teacher's sigmoid replaces sigmoid(z_i) in a_i. For a
+    soft label y the weight mixes the two cases. ``use_filter=False`` (the trainers' warm-up) gives every step
+    weight 1, i.e. ``outcome_bce``.
     """
     if negative_weight not in ("filter", "soft"):
         raise ValueError(f"negative_weight must be 'filter' or 'soft', got {negative_weight!r}")
@@ -265,7 +284,7 @@ def asymmetric_spr_loss(
     y = _outcome_targets(outcome_labels, step_logits, "asymmetric_spr")
     weights = mask
     if use_filter:
-        probs = torch.sigmoid(step_logits.detach().float())
+        probs = pseudo_label_probs(step_logits, teacher_logits)
         agree = (probs <= threshold).float() if negative_weight == "filter" else 1 - probs
         weights = mask * (y + (1 - y) * agree)
     return weighted_bce(step_logits, y, weights, eps, global_sum)
@@ -333,6 +352,7 @@ def first_error_loss(
     solution_mask: torch.Tensor | None = None,
     threshold: float = 0.5,
     use_filter: bool = True,
+    teacher_logits: torch.Tensor | None = None,
     eps: float = 1e-5,
     global_sum: GlobalSum | None = None,
 ) -> torch.Tensor:
@@ -341,7 +361,7 @@ def first_error_loss(
     Steps of right solutions are positives. In a wrong solution the head (detached) locates the first error,
     k = the first step with sigmoid(z_k) <= threshold, or the lowest-scoring step when none is below it (a wrong
     answer needs a wrong step somewhere); steps before k become positives, step k the negative, and steps after k
-    are left out (unknown, as in ProcessBench's labels)::
+    are left out (unknown, as in ProcessBench's labels); with ``teacher_logits`` the teacher locates it::
 
         t_i = 1 (i < k),  t_k = 0,  c_i = m_i (i <= k) else 0;   L = sum_i c_i BCE(z_i, t_i) / (sum_i c_i + eps)
 
@@ -352,7 +372,7 @@ def first_error_loss(
     y = _outcome_targets(outcome_labels, step_logits, "first_error")
     if not use_filter:
         return weighted_bce(step_logits, y, mask, eps, global_sum)
-    probs = torch.sigmoid(step_logits.detach().float()).masked_fill(mask == 0, 2.0)  # padding is never the error
+    probs = pseudo_label_probs(step_logits, teacher_logits).masked_fill(mask == 0, 2.0)  # padding is never the error
     below = (probs <= threshold) & (mask > 0)
     index = torch.arange(probs.shape[-1], device=probs.device).expand_as(probs)
     first_below = torch.where(below, index, probs.shape[-1]).min(dim=-1).values

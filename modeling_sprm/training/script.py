@@ -109,8 +109,10 @@ def train_head(
         log(f"Held out {len(eval_records)} of the records for evaluation (seed {args.seed}).")
     model, tokenizer = load_for_training(model_name_or_path, dtype, device_map)
     name = model.config.backbone_name_or_path
-    where = "a frozen" if not args.unfreeze_backbone else "a trained"
-    log(f"Training the SPRM head on {where} {name} backbone with the {args.loss or TRAINERS[labels].default_loss!r} "
+    what = ("the SPRM head on a trained" if args.unfreeze_backbone else
+            f"the SPRM head and LoRA adapters (rank {args.lora_r}) on a frozen" if args.lora_r else
+            "the SPRM head on a frozen")
+    log(f"Training {what} {name} backbone with the {args.loss or TRAINERS[labels].default_loss!r} "
         f"loss ({labels} labels).")
     trainer = TRAINERS[labels](
         model,
@@ -127,7 +129,7 @@ def train_head(
         shown = {k: round(v, 4) for k, v in metrics.items() if any(w in k for w in ("score", "auroc", "accuracy", "loss"))}
         log(f"Held-out metrics: {shown}")
     trainer.save_model(args.output_dir)
-    kind = "full (backbone trained)" if args.unfreeze_backbone else "head-only"
+    kind = "full (backbone trained)" if args.unfreeze_backbone else "head + LoRA adapter" if args.lora_r else "head-only"
     log(f"Saved the {kind} SPRM checkpoint, {TRAINING_LOG_NAME} and {SCORE_PLOT_NAME} to {args.output_dir}")
     log(f"Score with it: sprm score --model {args.output_dir} --question ... --solution ...")
     return trainer

@@ -9,22 +9,31 @@
 Rows can be records (`modeling_sprm.data`), TRL stepwise rows (`data.as_record`), or rows of cached step features
 (`modeling_sprm.training.features.extract_step_features`). By default the backbone is frozen and the trainer runs it **once**
 over each data set, then trains the head from the cached features (`cache_features=True`): no tokenizer or backbone
-work per epoch. With `unfreeze_backbone=True` (optionally `feature_grad_scale`, `lm_loss_weight`), batches go
-through the backbone every step.
+work per epoch. With `unfreeze_backbone=True`, or `lora_r=R` (peft LoRA adapters of rank R on the frozen backbone,
+trained with the head), optionally with `feature_grad_scale` and `lm_loss_weight`, batches go through the backbone
+every step.
+
+With `ema_teacher_decay=d` the pseudo-labels of the self-training losses (``spr``, ``asymmetric_spr``,
+``first_error``: their ``teacher_logits``) come from a teacher: a copy of the head (no gradient, evaluated without
+dropout on the same step features) updated after every optimizer step as ``teacher = d * teacher + (1 - d) * head``
+(parameters; buffers such as the standardisation statistics are copied), starting from the head as training starts.
 
 Both trainers record how the head was trained in `model.config.head_training` and save **head-only** checkpoints
-(the backbone is referenced, as an adapter) that `SPRMForStepScoring.from_pretrained` and `sprm score --model DIR`
-load, next to a JSON training log and a plot of the mean score of correct vs incorrect solutions.
+(the backbone is referenced, as an adapter; with LoRA the adapter files are saved next to the head) that
+`SPRMForStepScoring.from_pretrained` and `sprm score --model DIR` load, next to a JSON training log and a plot of the
+mean score of correct vs incorrect solutions.
 
 Saving is crash-safe: a Trainer checkpoint is written into ``OUTPUT/.staging/checkpoint-N``, gets its manifest
 (`loading.write_manifest`: every file with its size and sha256), and only then is renamed to
 ``OUTPUT/checkpoint-N``; a run killed while saving leaves no ``checkpoint-N`` behind (the next run clears the
-staging folder). The final model (`save_model`) gets its manifest last too.
+staging folder). The final model (`save_model`) gets its manifest last too. A checkpoint also holds what resuming
+needs besides the head: the LoRA adapter and the EMA teacher (``ema_teacher.safetensors``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import inspect
 import json
@@ -37,14 +46,15 @@ from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from transformers import Trainer
+from safetensors.torch import load_file, save_file
+from transformers import Trainer, TrainerCallback
 from transformers.trainer import TRAINING_ARGS_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, rotate_checkpoints
 
 from ..cards import TRAINING_FILE
 from ..data import as_record
 from ..loading import MANIFEST_NAME, STAGING_DIR, TRAINER_STATE_NAME, write_manifest
-from ..modeling_sprm import HEAD_PREFIX, SPRMForStepScoring
+from ..modeling_sprm import ADAPTER_WEIGHTS_NAME, HEAD_PREFIX, SPRMForStepScoring, has_adapter, load_adapter_weights
 from ..processing_sprm import SPRMProcessor, pad_step_features
 from ..steps import token_index
 from .arguments import SPRMTrainingArguments
@@ -55,6 +65,7 @@ from .monitoring import CollapseAlarm, collapse_verdict, record_collapse_verdict
 
 TRAINING_LOG_NAME = "training_log.json"
 SCORE_PLOT_NAME = "score_curves.png"
+TEACHER_NAME = "ema_teacher.safetensors"  # in Trainer checkpoints, for --resume
 
 
 # -- rows -> feature rows ----------------------------------------------------------------------------------------
@@ -213,9 +224,15 @@ class SPRMTrainer(Trainer):
         self.loss_name = args.loss or self.default_loss
         self.loss_fn, self.loss_options = self._build_loss(args)
         self._check_training_options(args)
+        if args.ema_teacher_decay is not None and "teacher_logits" not in inspect.signature(get_loss(self.loss_name)).parameters:
+            raise ValueError(f"--ema_teacher_decay gives the pseudo-labels of a self-training loss (spr, asymmetric_spr, "
+                             f"first_error); the {self.loss_name!r} loss has none")
         self.data_description = data_description or {}
+        self.trains_backbone = args.unfreeze_backbone or args.lora_r is not None
 
         model.backbone.requires_grad_(args.unfreeze_backbone)
+        if args.lora_r is not None:
+            add_lora(model, args)
         model.score_head.requires_grad_(True)
         if args.seed_untrained_head and not model.config.head_is_trained:
             with torch.random.fork_rng():
@@ -223,7 +240,7 @@ class SPRMTrainer(Trainer):
                 for module in model.score_head.modules():
                     if isinstance(module, torch.nn.Linear):
                         module.reset_parameters()
-        self.use_cached_features = args.cache_features and not args.unfreeze_backbone and args.lm_loss_weight == 0
+        self.use_cached_features = args.cache_features and not self.trains_backbone and args.lm_loss_weight == 0
         if data_collator is None:
             data_collator = SPRMDataCollator(model, processing_class, args.max_length, lm_labels=args.lm_loss_weight > 0)
         super().__init__(
@@ -243,6 +260,10 @@ class SPRMTrainer(Trainer):
             model.score_head.set_feature_statistics(self.training_feature_sample())
         self.running_metrics = RunningScoreMetrics(args.spr_threshold)  # training-batch metrics between two logs
         self.add_callback(CollapseAlarm(self.loss_name, self.label_kind, model.score_head.standardize))
+        self.teacher = None
+        if args.ema_teacher_decay is not None:
+            self.teacher = copy.deepcopy(model.score_head).requires_grad_(False).eval()
+            self.add_callback(_EMATeacherUpdate(self))
 
     def training_feature_sample(self, max_records: int = 512) -> torch.Tensor:
         """Step features ``[N, c]`` of the training data (every step of cached rows; otherwise one frozen
@@ -296,13 +317,30 @@ class SPRMTrainer(Trainer):
 
     @staticmethod
     def _check_training_options(args: SPRMTrainingArguments) -> None:
-        if not args.unfreeze_backbone:
+        if not args.unfreeze_backbone and args.lora_r is None:
             if args.lm_loss_weight:
-                raise ValueError("--lm_loss_weight trains the backbone's LM head: it needs --unfreeze_backbone")
+                raise ValueError("--lm_loss_weight trains the backbone for its LM loss: it needs --unfreeze_backbone "
+                                 "or --lora_r")
             if args.feature_grad_scale is not None:
-                raise ValueError("--feature_grad_scale scales the gradient into the backbone: it needs --unfreeze_backbone")
+                raise ValueError("--feature_grad_scale scales the gradient into the backbone: it needs "
+                                 "--unfreeze_backbone or --lora_r")
         if args.lm_loss_weight < 0:
             raise ValueError(f"--lm_loss_weight must be >= 0, got {args.lm_loss_weight}")
+        if args.lora_r is None:
+            if args.lora_alpha is not None or args.lora_dropout != 0.0 or args.lora_target_modules != "all-linear":
+                raise ValueError("--lora_alpha, --lora_dropout and --lora_target_modules need --lora_r")
+        else:
+            if args.lora_r < 1:
+                raise ValueError(f"--lora_r must be a positive rank, got {args.lora_r}")
+            if args.unfreeze_backbone:
+                raise ValueError("--lora_r trains adapters on a frozen backbone, --unfreeze_backbone the whole backbone: "
+                                 "choose one")
+            if args.lora_alpha is not None and not args.lora_alpha > 0:
+                raise ValueError(f"--lora_alpha must be > 0, got {args.lora_alpha}")
+            if not 0.0 <= args.lora_dropout < 1.0:
+                raise ValueError(f"--lora_dropout must be in [0, 1), got {args.lora_dropout}")
+        if args.ema_teacher_decay is not None and not 0.0 <= args.ema_teacher_decay < 1.0:
+            raise ValueError(f"--ema_teacher_decay must be in [0, 1), got {args.ema_teacher_decay}")
 
     # -- data -----------------------------------------------------------------------------------------------------
     def prepare_dataset(self, dataset, name: str):
@@ -354,7 +392,7 @@ class SPRMTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         unwrapped = self.accelerator.unwrap_model(model)
-        if not self.args.unfreeze_backbone:
+        if not self.trains_backbone:
             unwrapped.backbone.eval()  # a frozen backbone gives the same features as the cached ones (no dropout)
         lm_labels = inputs.get("lm_labels")
         model_inputs = {
@@ -364,10 +402,13 @@ class SPRMTrainer(Trainer):
             **model_inputs,
             feature_grad_scale=self.args.feature_grad_scale,
             return_lm_logits=lm_labels is not None,
+            return_step_features=self.teacher is not None,
         )
         extra = {}
         if self._loss_takes_use_filter:
             extra["use_filter"] = self.state.global_step >= self.args.spr_warmup_steps
+        if self.teacher is not None:
+            extra["teacher_logits"] = self.teacher_logits(outputs.step_features, outputs.step_mask)
         loss = self.loss_fn(
             step_logits=outputs.step_logits,
             step_mask=outputs.step_mask,
@@ -381,6 +422,26 @@ class SPRMTrainer(Trainer):
         if model.training:
             self.running_metrics.update(outputs, inputs["outcome_labels"])
         return (loss, outputs) if return_outputs else loss
+
+    @torch.no_grad()
+    def teacher_logits(self, step_features: torch.Tensor, step_mask: torch.Tensor) -> torch.Tensor:
+        """The EMA teacher's step logits ``[B, S]`` on the student's step features (0 where masked, as
+        `SPRMForStepScoring.score_step_features`)."""
+        weight = self.teacher[0].weight
+        mask = step_mask.bool().to(weight.device)
+        logits = torch.zeros(mask.shape, dtype=torch.float32, device=weight.device)
+        features = step_features.detach().to(device=weight.device, dtype=weight.dtype)
+        return logits.masked_scatter(mask, self.teacher(features[mask]).float())
+
+    @torch.no_grad()
+    def update_teacher(self) -> None:
+        """``teacher = decay * teacher + (1 - decay) * head`` for the parameters; buffers copied."""
+        head = self.accelerator.unwrap_model(self.model).score_head
+        decay = self.args.ema_teacher_decay
+        for teacher, student in zip(self.teacher.parameters(), head.parameters()):
+            teacher.mul_(decay).add_(student.detach().to(teacher.dtype), alpha=1 - decay)
+        for teacher, student in zip(self.teacher.buffers(), head.buffers()):
+            teacher.copy_(student)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs:  # a training log (all processes take part): add the training-batch metrics
@@ -411,7 +472,11 @@ class SPRMTrainer(Trainer):
             "loss_options": self.loss_options,
             "spr_warmup_steps": args.spr_warmup_steps,
             "exclude_truncated": args.exclude_truncated,
-            "backbone": "trained" if args.unfreeze_backbone else "frozen",
+            "backbone": "trained" if args.unfreeze_backbone else "lora" if args.lora_r is not None else "frozen",
+            "lora": None if args.lora_r is None else {"r": args.lora_r, "alpha": args.lora_alpha or 2 * args.lora_r,
+                                                       "dropout": args.lora_dropout,
+                                                       "target_modules": args.lora_target_modules},
+            "ema_teacher_decay": args.ema_teacher_decay,
             "feature_grad_scale": args.feature_grad_scale,
             "lm_loss_weight": args.lm_loss_weight,
             "data": self.data_description,
@@ -502,6 +567,9 @@ class SPRMTrainer(Trainer):
             if self.state.best_model_checkpoint == str(staged):  # the Trainer recorded where it wrote
                 self.state.best_model_checkpoint = str(final)
                 self.state.save_to_json(str(staged / TRAINER_STATE_NAME))
+            if self.teacher is not None:
+                save_file({k: v.detach().cpu().contiguous() for k, v in self.teacher.state_dict().items()},
+                          str(staged / TEACHER_NAME))
             write_manifest(staged)
             if final.exists():  # a checkpoint of the same step from before a resume
                 shutil.rmtree(final)
@@ -511,6 +579,25 @@ class SPRMTrainer(Trainer):
             rotate_checkpoints(str(run_dir), limit, best, use_mtime=True)
         self.accelerator.wait_for_everyone()
 
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        self._load_training_state(resume_from_checkpoint)
+
+    def _load_best_model(self) -> None:
+        super()._load_best_model()
+        self._load_training_state(self.state.best_model_checkpoint)
+
+    def _load_training_state(self, folder: str) -> None:
+        """What a checkpoint holds besides the head (the Trainer loads that): the LoRA adapter, the EMA teacher."""
+        backbone = self.accelerator.unwrap_model(self.model).backbone
+        if self.args.lora_r is not None:
+            load_adapter_weights(backbone, load_file(os.path.join(folder, ADAPTER_WEIGHTS_NAME)), folder)
+        if self.teacher is not None:
+            path = os.path.join(folder, TEACHER_NAME)
+            if not os.path.isfile(path):
+                raise ValueError(f"{folder} has no {TEACHER_NAME}: it comes from a run without --ema_teacher_decay")
+            self.teacher.load_state_dict(load_file(path, device=str(self.teacher[0].weight.device)))
+
     def _issue_warnings_after_load(self, load_result: Any) -> None:
         # Resuming from a head-only checkpoint: the backbone keys are missing on purpose, the head's must not be.
         missing_head = [k for k in load_result.missing_keys if k.startswith(HEAD_PREFIX)]
@@ -518,6 +605,41 @@ class SPRMTrainer(Trainer):
             raise ValueError(f"the checkpoint lacks head weights {missing_head}")
         if self.args.unfreeze_backbone or load_result.unexpected_keys:
             super()._issue_warnings_after_load(load_result)
+
+
+class _EMATeacherUpdate(TrainerCallback):
+    """Updates the trainer's EMA teacher after every optimizer step."""
+
+    def __init__(self, trainer: SPRMTrainer):
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.trainer.update_teacher()
+
+
+def add_lora(model: SPRMForStepScoring, args: SPRMTrainingArguments) -> None:
+    """LoRA adapters (peft, injected into the backbone's own modules) with only their weights trainable. A backbone
+    that already has an adapter (an adapter checkpoint trained further) keeps it and trains it."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    if not has_adapter(model.backbone):
+        targets = args.lora_target_modules
+        config = LoraConfig(
+            r=args.lora_r,
+            lora_alpha=args.lora_alpha or 2 * args.lora_r,
+            lora_dropout=args.lora_dropout,
+            target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()],
+            base_model_name_or_path=model.config.backbone_name_or_path,
+        )
+        try:
+            inject_adapter_in_model(config, model.backbone)
+        except ValueError as err:
+            raise ValueError(f"--lora_target_modules {targets}: {err}") from None
+    elif model.backbone.peft_config["default"].r != args.lora_r:
+        raise ValueError(f"the model's backbone already has a LoRA adapter of rank {model.backbone.peft_config['default'].r}; "
+                         f"--lora_r {args.lora_r} does not match it")
+    for name, parameter in model.backbone.named_parameters():
+        parameter.requires_grad_("lora_" in name)
 
 
 class StepSupervisedTrainer(SPRMTrainer):
@@ -543,4 +665,4 @@ def lm_loss(logits: torch.Tensor, lm_labels: torch.Tensor) -> torch.Tensor:
 TRAINERS = {"outcome": SPRMTrainer, "step": StepSupervisedTrainer}
 
 
-__all__ = ["SPRMDataCollator", "SPRMTrainer", "StepSupervisedTrainer", "TRAINERS", "lm_loss"]
+__all__ = ["SPRMDataCollator", "SPRMTrainer", "StepSupervisedTrainer", "TRAINERS", "add_lora", "lm_loss"]
