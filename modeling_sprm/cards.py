@@ -151,13 +151,24 @@ def training_lines(training: dict) -> list[tuple[str, str]]:
 # Cards
 
 
+def describe_scores(verdict: dict) -> str:
+    """What the last training log of a `collapse_verdict` says about the step scores, as a phrase (for the warning
+    and the model card)."""
+    positive, spread = verdict.get("step_positive_fraction"), verdict.get("step_score_std")
+    said = []
+    if positive is not None:
+        side = "right" if positive >= 0.5 else "wrong"
+        said.append(f"the head calls {max(positive, 1 - positive):.1%} of the training steps {side}")
+    if spread is not None:
+        said.append(f"its step scores spread {spread:.4f} (standard deviation)")
+    return " and ".join(said) or "no step scores were logged"
+
+
 def collapse_note(verdict: dict | None) -> str:
     """The card's sentence on the collapse verdict the trainer recorded (`training.monitoring.collapse_verdict`);
     "" for a head without one (converted, or trained before the check existed)."""
     if not isinstance(verdict, dict) or "collapsed" not in verdict:
         return ""
-    from .training.monitoring import describe_scores
-
     rule = verdict.get("rule") or {}
     patience = rule.get("patience")
     if verdict["collapsed"] is None:

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from transformers import TrainerCallback
 
+from ..cards import describe_scores
 from ..evaluation.metrics import auroc
 
 logger = logging.getLogger(__name__)
@@ -204,19 +205,6 @@ def collapse_verdict(log_history: list[dict], prefix: str = "train_") -> dict[st
         "rule": {"one_class_share": ONE_CLASS_SHARE, "min_step_score_std": MIN_STEP_SCORE_STD,
                  "patience": COLLAPSE_PATIENCE},
     }
-
-
-def describe_scores(verdict: dict) -> str:
-    """What the last training log of a `collapse_verdict` says about the step scores, as a phrase (for the warning
-    and the model card)."""
-    positive, spread = verdict.get("step_positive_fraction"), verdict.get("step_score_std")
-    said = []
-    if positive is not None:
-        side = "right" if positive >= 0.5 else "wrong"
-        said.append(f"the head calls {max(positive, 1 - positive):.1%} of the training steps {side}")
-    if spread is not None:
-        said.append(f"its step scores spread {spread:.4f} (standard deviation)")
-    return " and ".join(said) or "no step scores were logged"
 
 
 def collapse_warning(verdict: dict, loss: str, labels: str = "outcome", standardized: bool = False) -> str:
