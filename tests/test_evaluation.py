@@ -212,6 +212,7 @@ def test_sample_per_group():
     assert [r["group"] for r in sample].count("a") == 3 and [r["group"] for r in sample].count("b") == 3
     assert [r["id"] for r in sample] == sorted(r["id"] for r in sample)  # original order kept
     assert sample == sample_per_group(records, 3, seed=1)
+    assert sample != sample_per_group(records, 3, seed=2)  # the seed decides the draw
     assert len(sample_per_group(records, 100)) == 10
 
 

@@ -34,13 +34,15 @@ def decisive_model(tiny_sprm):
 
 def watch(monkeypatch) -> list[tuple]:
     """Record ("generate", [token ids of each rollout before the call]) and ("score", rollouts, traces, step scores,
-    scores) in call order."""
-    events = []
+    scores) in call order, and the token ids of every rollout that ended with the end-of-sequence token."""
+    events, eos = [], set()
     real_generate, real_score = generation.generate_rollouts, generation.score_rollouts
 
     def generate(model, tokenizer, rollouts, *args, **kwargs):
         events.append(("generate", [tuple(r.token_ids) for r in rollouts]))
-        return real_generate(model, tokenizer, rollouts, *args, **kwargs)
+        out = real_generate(model, tokenizer, rollouts, *args, **kwargs)
+        eos.update(tuple(r.token_ids) for r in out if r.stop_reason == "eos")  # before the search relabels them
+        return out
 
     def score(model, rollouts, traces):
         step_scores, scores = real_score(model, rollouts, traces)
@@ -49,14 +51,14 @@ def watch(monkeypatch) -> list[tuple]:
 
     monkeypatch.setattr(generation, "generate_rollouts", generate)
     monkeypatch.setattr(generation, "score_rollouts", score)
-    return events
+    return events, eos
 
 
 @pytest.mark.parametrize("seed", [0, 2])
 def test_each_round_continues_the_best_scored_open_beams(decisive_model, monkeypatch, seed):
     model, tokenizer = decisive_model
     beam_width, num_continuations, max_new_tokens = 3, 2, 14
-    events = watch(monkeypatch)
+    events, eos = watch(monkeypatch)
     result = generation.step_search(
         model, tokenizer, QUESTION, beam_width=beam_width, num_continuations=num_continuations, max_steps=6,
         max_step_tokens=5, max_new_tokens=max_new_tokens, seed=seed, temperature=1.0, top_p=1.0,
@@ -68,7 +70,7 @@ def test_each_round_continues_the_best_scored_open_beams(decisive_model, monkeyp
         _, rollouts, traces, step_scores, _ = events[at + 1]
         open_ones = []
         for rollout, trace, scores in zip(rollouts, traces, step_scores):
-            if rollout.stop_reason == "eos" or len(rollout.token_ids) >= max_new_tokens:
+            if tuple(rollout.token_ids) in eos or len(rollout.token_ids) >= max_new_tokens:
                 finished.append(tuple(rollout.token_ids))
             else:
                 closed = [s.has_delimiter for s, p in zip(trace.steps, trace.positions) if p is not None]
@@ -98,3 +100,29 @@ def test_each_round_continues_the_best_scored_open_beams(decisive_model, monkeyp
     assert with_finished >= 1  # ...also after some beams finished (then fewer are kept)
     texts = [c["text"] for c in result["candidates"]]
     assert len(texts) == len(set(texts)) <= beam_width
+    # Finished by the end-of-sequence token: not truncated; out of room, or open when the rounds ran out: truncated.
+    assert sum(not c["truncated"] for c in result["candidates"]) == len(eos & set(finished))
+    assert all(c["num_tokens"] <= max_new_tokens for c in result["candidates"])  # the budget holds for every beam
+
+
+def test_a_continuation_without_any_step_yet_is_ranked_not_an_error(tiny_sprm, monkeypatch):
+    """A beam whose text so far is only whitespace has no step to score: it ranks with the empty-solution score
+    (the sampler is replaced by one that writes spaces)."""
+    model, tokenizer = tiny_sprm
+    space = tokenizer(" ", add_special_tokens=False)["input_ids"]
+    assert len(space) == 1 and tokenizer.decode(space) == " "
+
+    def write_spaces(model, tokenizer, rollouts, sampling, max_new_tokens=None, stop_at_step=False, progress=None):
+        for r in rollouts:
+            r.token_ids = r.token_ids + space * 2
+            r.text, r.offsets = " " * len(r.token_ids), [(i, i + 1) for i in range(len(r.token_ids))]
+            r.stop_reason = "length"
+        return rollouts
+
+    monkeypatch.setattr(generation, "generate_rollouts", write_spaces)
+    result = generation.step_search(model, tokenizer, QUESTION, beam_width=2, num_continuations=2, max_steps=2,
+                                    max_step_tokens=2, max_new_tokens=20)
+    assert result["rounds"] == 2 and len(result["candidates"]) == 1  # identical continuations are merged
+    candidate = result["candidates"][0]
+    assert candidate["no_steps"] and candidate["num_tokens"] == 4
+    assert candidate["score"] == model.config.empty_solution_score
