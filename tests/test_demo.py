@@ -11,12 +11,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import warnings
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, make_tiny_backbone
+from conftest import CHROMIUM, ROOT, cannot_run, make_tiny_backbone
 
 from modeling_sprm import cli
 from modeling_sprm.demo import (
@@ -40,7 +39,6 @@ from modeling_sprm.pipeline_sprm import score_json
 QUESTION = "Tom has 3 boxes with 4 apples each. He eats 2 apples. How many apples are left?"
 SOLUTION = "Tom has 3 * 4 = 12 apples.\n\nHe eats 2, so 12 - 2 = 10 apples are left.\n\nThe answer is 10."
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -326,13 +324,10 @@ def test_sprm_demo_rejects_bad_arguments(capsys):
 @pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.exists():
-        message = (
-            "CHROMIUM IS NOT INSTALLED (/usr/bin/chromium is missing): THE DEMO'S BROWSER TESTS DID NOT RUN. "
-            "Install it with `./setup.sh test` (as root) or `apt-get install chromium`."
+        cannot_run(
+            f"CHROMIUM IS NOT INSTALLED ({CHROMIUM} is missing; set SPRM_CHROMIUM for another path): THE DEMO'S "
+            "BROWSER TESTS DID NOT RUN. Install it with `./setup.sh test` (as root) or `apt-get install chromium`."
         )
-        warnings.warn(message)
-        print(f"\n\n*** {message} ***\n", file=sys.stderr)
-        pytest.skip(message)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
