@@ -428,6 +428,9 @@ def main(argv: list[str] | None = None) -> None:
         if not plan and not (args.functions and args.tests):
             p.error(f"{path.name} is not in PLAN: give --functions and --tests")
         relative = str(path.resolve().relative_to(root))
+        tests = args.tests or plan["tests"]
+        missing = [t for t in tests if not (root / t).is_file()]  # e.g. an older checkout's suite (--root)
+        tests = [t for t in tests if t not in missing]
         mutants, functions = make_mutants(path, path.name, args.functions or plan.get("functions"),
                                           None if args.functions else plan.get("skip_lines"))
         if args.only:
@@ -436,7 +439,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.max_per_module and len(mutants) > args.max_per_module:
             mutants = random.Random(f"{args.seed}-{path.name}").sample(mutants, args.max_per_module)
             mutants.sort(key=lambda m: m.line)
-        plans.append({"path": relative, "functions": functions, "tests": args.tests or plan["tests"],
+        plans.append({"path": relative, "functions": functions, "tests": tests, "missing_tests": missing,
                       "k": args.k if args.k is not None else plan.get("k"), "mutants": mutants,
                       "generated": generated})
     if args.list:
@@ -504,7 +507,8 @@ def main(argv: list[str] | None = None) -> None:
                     })
             target.write_text(original, encoding="utf-8")
             result["modules"][plan["path"]] = {
-                "functions": plan["functions"], "tests": plan["tests"], "k": plan["k"],
+                "functions": plan["functions"], "tests": plan["tests"], "missing_tests": plan["missing_tests"],
+                "k": plan["k"],
                 "baseline_seconds": round(baseline, 1), "timeout_seconds": round(timeout, 1),
                 "sampled": len(plan["mutants"]) < plan["generated"], **counts,
             }
