@@ -5,9 +5,10 @@ copy, and counts the mutants no test catches (*survivors*). Writes ``benchmarks/
 date, commit, per-module counts and every survivor with its diff and, where one is recorded in
 ``benchmarks/mutation_explanations.json``, the reason it is equivalent (or the test that kills it since).
 
-    python benchmarks/mutation.py                                  # the core modules in PLAN, at their paths
+    python benchmarks/mutation.py                                  # the core modules in PLAN, 80 mutants each
     python benchmarks/mutation.py modeling_sprm/training/losses.py modeling_sprm/steps.py   # after a move
     python benchmarks/mutation.py modeling_sprm/losses.py --functions spr_loss --list      # the mutants only
+    python benchmarks/mutation.py modeling_sprm/aggregation.py --max-per-module 0           # every mutant
     python benchmarks/mutation.py --root /tmp/old-checkout --out /tmp/before.json       # another checkout's tests
 
 A module is named by its path; its functions and tests come from PLAN (looked up by file name, so the plan
@@ -339,7 +340,7 @@ def make_mutants(
 
 
 def copy_repository(root: Path, target: Path) -> None:
-    ignore = shutil.ignore_patterns("__pycache__", ".venv", ".git", "test-artifacts", "results", "*.pyc", ".pytest_cache")
+    ignore = shutil.ignore_patterns("__pycache__", ".venv", ".git", "test-artifacts", "results", "*.pyc")
     for name in ("modeling_sprm", "tests", "benchmarks"):
         shutil.copytree(root / name, target / name, ignore=ignore)
     for name in ("pyproject.toml", "README.md"):
@@ -407,7 +408,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tests", nargs="+", help="test files to run (one module only; default: PLAN's)")
     p.add_argument("-k", help="pytest -k expression for the tests (one module only; default: PLAN's)")
     p.add_argument("--root", type=Path, default=ROOT, help="the repository whose package and tests are used")
-    p.add_argument("--max-per-module", type=int, help="run a random sample of at most this many mutants per module")
+    p.add_argument("--max-per-module", type=int, default=80,
+                   help="run a seeded random sample of at most this many mutants per module (0: all); the default "
+                        "keeps a run of the five core modules near 30 minutes on 2 busy cores")
     p.add_argument("--seed", type=int, default=0, help="seed of the sample")
     p.add_argument("--timeout-factor", type=float, default=4.0, help="timeout = this x the unmutated run (min 20 s)")
     p.add_argument("--list", action="store_true", help="print the mutants and exit")
@@ -436,7 +439,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.only:
             mutants = [m for m in mutants if m.id in args.only]
         generated = len(mutants)
-        if args.max_per_module and len(mutants) > args.max_per_module:
+        if args.max_per_module and len(mutants) > args.max_per_module:  # same source, same seed: same sample
             mutants = random.Random(f"{args.seed}-{path.name}").sample(mutants, args.max_per_module)
             mutants.sort(key=lambda m: m.line)
         plans.append({"path": relative, "functions": functions, "tests": tests, "missing_tests": missing,
@@ -474,6 +477,8 @@ def main(argv: list[str] | None = None) -> None:
         "command": "python benchmarks/mutation.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "root": str(root),
         "timeout_factor": args.timeout_factor,
+        "max_per_module": args.max_per_module,
+        "sample_seed": args.seed,
         "modules": {},
         "survivors": [],
     }
@@ -489,13 +494,18 @@ def main(argv: list[str] | None = None) -> None:
                 raise SystemExit(f"the tests fail on the unmutated {plan['path']}:\n{log.read_text()[-3000:]}")
             timeout = max(20.0, args.timeout_factor * baseline)
             counts = {"generated": plan["generated"], "run": 0, "killed": 0, "timeout": 0, "survived": 0}
+            by_operator: dict[str, dict[str, int]] = {}
             print(f"== {plan['path']}: {len(plan['mutants'])} of {plan['generated']} mutants, baseline "
                   f"{baseline:.1f} s, timeout {timeout:.0f} s", flush=True)
             for i, m in enumerate(plan["mutants"], 1):
                 target.write_text(m.source, encoding="utf-8")
                 status, seconds = run_tests(copy, plan["tests"], plan["k"], timeout, log)
                 counts["run"] += 1
-                counts[{"passed": "survived", "failed": "killed", "timeout": "timeout"}[status]] += 1
+                outcome = {"passed": "survived", "failed": "killed", "timeout": "timeout"}[status]
+                counts[outcome] += 1
+                tally = by_operator.setdefault(m.operator, {"run": 0, "killed": 0, "timeout": 0, "survived": 0})
+                tally["run"] += 1
+                tally[outcome] += 1
                 print(f"[{i}/{len(plan['mutants'])}] {status:8s} {seconds:5.1f}s {m.id} {m.function}:{m.line} "
                       f"{m.operator}: {m.original!r} -> {m.replacement!r}", flush=True)
                 if status == "passed":
@@ -510,7 +520,7 @@ def main(argv: list[str] | None = None) -> None:
                 "functions": plan["functions"], "tests": plan["tests"], "missing_tests": plan["missing_tests"],
                 "k": plan["k"],
                 "baseline_seconds": round(baseline, 1), "timeout_seconds": round(timeout, 1),
-                "sampled": len(plan["mutants"]) < plan["generated"], **counts,
+                "sampled": len(plan["mutants"]) < plan["generated"], **counts, "by_operator": by_operator,
             }
     result["totals"] = {key: sum(m[key] for m in result["modules"].values())
                         for key in ("generated", "run", "killed", "timeout", "survived")}

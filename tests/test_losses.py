@@ -1,4 +1,6 @@
-"""The training losses against numbers computed by hand (math, not torch, on the right-hand side)."""
+"""The training losses against numbers computed by hand (math, not torch, on the right-hand side), at ties with the
+threshold, across two processes, and on random batches against a plain second implementation
+(tests/reference_losses.py)."""
 
 import math
 import random
@@ -274,8 +276,8 @@ EVERY_LOSS = [
     ("outcome_bce", {}), ("outcome_bce", {"class_balance": True}),
     ("step_bce", {}), ("step_bce", {"class_balance": True}),
     ("asymmetric_spr", {}), ("asymmetric_spr", {"negative_weight": "filter"}),
-    ("mil", {}), ("mil", {"aggregation": "geometric_mean"}), ("mil", {"aggregation": "min"}), ("mil", {"prefixes": True}),
-    ("first_error", {}),
+    ("mil", {}), ("mil", {"aggregation": "geometric_mean"}), ("mil", {"aggregation": "min"}),
+    ("mil", {"prefixes": True}), ("first_error", {}),
 ]
 
 
@@ -309,6 +311,12 @@ def test_bad_labels_give_clear_errors():
         spr_loss(LOGITS, MASK, torch.tensor([1.0, float("nan")]))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         outcome_bce(LOGITS, MASK, torch.tensor([1.0, 2.0]))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):  # one bad label among good ones is enough
+        outcome_bce(LOGITS, MASK, torch.tensor([-0.5, 1.0]))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        step_bce(LOGITS, MASK, None, torch.tensor([[1.0, -0.5, NAN], [0.0, 1.0, 1.0]]))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        step_bce(LOGITS, MASK, None, torch.tensor([[1.0, 1.5, NAN], [0.0, 1.0, 1.0]]))
     with pytest.raises(ValueError, match="needs step labels"):
         step_bce(LOGITS, MASK, Y)
     with pytest.raises(ValueError, match="step_mask"):
@@ -383,6 +391,16 @@ def test_mil_is_finite_for_saturated_scores_and_empty_solutions():
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
     assert mil_loss(torch.zeros(1, 2), torch.zeros(1, 2, dtype=torch.bool), torch.ones(1)).item() == 0.0
+
+
+def test_mil_keeps_its_precision_at_both_ends():
+    """log(1 - P) from log P: near P = 1 (log P capped at -1e-6) and for a tiny P the loss keeps its digits in
+    float32 (the other formula of each end gives 13.8023 instead of 13.8155 at the cap, and 0 instead of 2e-9)."""
+    near_one = mil_loss(torch.tensor([[20.0, 20.0]]), torch.ones(1, 2, dtype=torch.bool), torch.tensor([0.0]))
+    assert near_one.item() == pytest.approx(-math.log(-math.expm1(-1e-6)) / (1 + EPS), rel=1e-5)
+    tiny = mil_loss(torch.tensor([[-20.0]]), torch.ones(1, 1, dtype=torch.bool), torch.tensor([0.0]))
+    log_p = -20.0 - math.log1p(math.exp(-20.0))  # log sigmoid(-20)
+    assert tiny.item() == pytest.approx(-math.log1p(-math.exp(log_p)) / (1 + EPS), rel=1e-4)
 
 
 def test_first_error_loss_uses_the_heads_first_error_guess():

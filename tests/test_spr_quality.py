@@ -38,8 +38,8 @@ def feature_rows(n: int, seed: int, wrong_rate: float = 0.12) -> list[dict]:
         right = (torch.rand(k, generator=g) > wrong_rate).float()
         noise = torch.randn(k, HIDDEN, generator=g)
         features = 40 + 25 * (noise + 1.5 * (2 * right - 1).unsqueeze(-1) * direction)
-        rows.append({"id": f"{seed}-{i}", "step_features": features, "num_steps": k, "outcome_label": float(right.min()),
-                     "step_labels": right.tolist(), "rollout_truncated": False})
+        rows.append({"id": f"{seed}-{i}", "step_features": features, "num_steps": k,
+                     "outcome_label": float(right.min()), "step_labels": right.tolist(), "rollout_truncated": False})
     return rows
 
 
@@ -66,7 +66,8 @@ def train_and_measure(data, start_bias: float | None = None, **options) -> dict:
         trainer.train()
     model.eval()
     features = torch.nn.utils.rnn.pad_sequence([r["step_features"] for r in test], batch_first=True)
-    mask = torch.nn.utils.rnn.pad_sequence([torch.ones(r["num_steps"], dtype=torch.bool) for r in test], batch_first=True)
+    steps = [torch.ones(r["num_steps"], dtype=torch.bool) for r in test]
+    mask = torch.nn.utils.rnn.pad_sequence(steps, batch_first=True)
     with torch.no_grad():
         scores = model.score_step_features(features, mask)[1][mask].tolist()
     labels = [label for r in test for label in r["step_labels"]]

@@ -15,7 +15,9 @@ import torch
 
 from modeling_sprm import generation
 
-QUESTION = "Weng earns $12 an hour for babysitting. Yesterday, she did 50 minutes of babysitting. How much did she earn?"
+QUESTION = (
+    "Weng earns $12 an hour for babysitting. Yesterday, she did 50 minutes of babysitting. How much did she earn?"
+)
 
 
 def partial_score(step_scores: list[float], closed: list[bool]) -> float:
