@@ -3,38 +3,37 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import platform
-import re
 import statistics
-import sys
+import subprocess
 import time
 from pathlib import Path
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # benchmark this checkout of the package, whatever is installed
-
 RESULTS = Path(__file__).resolve().parent / "results"
-DEFAULT_GSM8K = "/work/shared/data/gsm8k/test.jsonl"  # the project's copy of GSM8K (MIT); pass --gsm8k elsewhere
+GSM8K_ENV = "SPRM_GSM8K"  # where the scripts find GSM8K's test.jsonl when --gsm8k is not given
+
+
+def gsm8k_path(path: str | None) -> str:
+    """``path``, else ``$SPRM_GSM8K``; a clear error when neither is set."""
+    path = path or os.environ.get(GSM8K_ENV)
+    if not path:
+        raise SystemExit(f"give the GSM8K test.jsonl with --gsm8k PATH (or set ${GSM8K_ENV})")
+    return path
 
 
 def load_gsm8k(path: str | Path, n: int) -> list[dict]:
     """The first ``n`` rows of a GSM8K jsonl file as ``{"question", "steps", "answer"}``: the reference solution's
-    lines as steps (calculator annotations ``<<...>>`` removed), the number after ``####`` as the answer."""
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            row = json.loads(line)
-            solution, answer = row["answer"].rsplit("####", 1)
-            steps = [re.sub(r"<<[^>]*>>", "", s).strip() for s in solution.split("\n") if s.strip()]
-            rows.append({"question": row["question"], "steps": steps + [f"The answer is {answer.strip()}."],
-                         "answer": answer.strip()})
-            if len(rows) == n:
-                break
-    return rows
+    lines as steps plus ``"The answer is {answer}."`` (`modeling_sprm.data.load_gsm8k`), the final answer."""
+    from modeling_sprm.data import load_gsm8k_problems, load_gsm8k as load_records
+
+    records, problems = load_records(str(path)), load_gsm8k_problems(str(path))
+    return [{"question": r["question"], "steps": r["steps"], "answer": p["answer"]} for r, p in zip(records, problems)][:n]
 
 
 def machine() -> dict:
@@ -47,6 +46,31 @@ def machine() -> dict:
         "torch": torch.__version__,
         "load_average_at_start": os.getloadavg(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+
+
+def git_state() -> dict:
+    """The commit the run is on, and a hash of the uncommitted diff when the tree is not clean (None when clean).
+
+    Where the checkout has no git history (the GPU machine receives a copy of the working tree), the commit comes from
+    ``SPRM_GIT_COMMIT`` and the tree is recorded as clean only when ``SPRM_GIT_CLEAN=1`` says so (set by whoever sent
+    the tree, from ``git status`` there)."""
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], capture_output=True, text=True, cwd=ROOT)
+        except OSError:  # no git on this machine
+            return None
+        return done.stdout if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if commit is None:
+        clean = os.environ.get("SPRM_GIT_CLEAN") == "1"
+        return {"commit": os.environ.get("SPRM_GIT_COMMIT"), "uncommitted_diff_sha256": None if clean else "unknown",
+                "source": "SPRM_GIT_COMMIT (no git history on this machine)"}
+    diff = git("diff", "HEAD") or ""
+    return {
+        "commit": commit.strip() or None,
+        "uncommitted_diff_sha256": hashlib.sha256(diff.encode()).hexdigest() if diff else None,
     }
 
 

@@ -1,6 +1,6 @@
 """Epoch time of head-only training from cached step features vs through the frozen backbone, side by side.
 
-    python benchmarks/cached_features.py --data-root ../shared/data --records 64 --threads 1
+    python -m benchmarks.cached_features --data-root ../shared/data --records 64 --threads 1
 
 Both runs train the same SPRM head (SmolLM2-135M-Instruct backbone, frozen) with `SPRMTrainer` on the same
 ProcessBench records, batch size and seed. The uncached run tokenizes every batch and runs the backbone every
@@ -22,8 +22,8 @@ from transformers import TrainerCallback
 from transformers import logging as hf_logging
 
 from modeling_sprm.data import load_processbench
-from modeling_sprm.features import extract_step_features
-from modeling_sprm.trainer import SPRMTrainer, SPRMTrainingArguments, load_for_training
+from modeling_sprm.training.features import extract_step_features
+from modeling_sprm.training import SPRMTrainer, SPRMTrainingArguments, load_for_training
 
 RESULT = Path(__file__).parent / "results" / "cached_features.json"
 

@@ -7,7 +7,7 @@ Same backbone (SmolLM2-135M-Instruct, frozen, cached hidden_states[-2] at the st
   (a) sprm_metastone   outcome labels, MetaStone-S1's SPR loss on the raw features, exactly as published
       sprm             the same loss, head with standardised features (the rest below all standardise)
       sprm_soft, asymmetric_spr, mil_product, mil_prefix, first_error:  other outcome-only objectives
-                       (modeling_sprm.losses; the sweep of the "make self-supervision work" issue)
+                       (modeling_sprm.training.losses; the sweep of the "make self-supervision work" issue)
   (b) outcome_bce      outcome labels only, every step gets the outcome label
   (c) step_supervised  the human step labels (the annotation we want to replace)
   (d) trivial          constant, random, step position/length only (trained on the human step labels)
@@ -22,11 +22,11 @@ calibrated soft labels) and writes a separate JSON.
 One protocol per process, so the protocols can run side by side on two cores (the committed results; here
 ``--cached-only`` because ProcessBench feature extraction did not finish, see the JSON's n_per_group):
 
-    python benchmarks/central_experiment.py --protocol bbm
-    python benchmarks/central_experiment.py --protocol processbench --cached-only
-    python benchmarks/central_experiment.py --protocol processbench --cached-only \\
+    python -m benchmarks.central_experiment --protocol bbm
+    python -m benchmarks.central_experiment --protocol processbench --cached-only
+    python -m benchmarks.central_experiment --protocol processbench --cached-only \\
         --noise hard:0.1 hard:0.2 hard:0.3 soft:0.1 soft:0.2 soft:0.3 --methods sprm mil_product outcome_bce step_supervised
-    python benchmarks/experiment_report.py --write-readme   # tables (README) and the plot from the JSON
+    python -m benchmarks.experiment_report --write-readme   # tables (README) and the plot from the JSON
 
 write benchmarks/results/central_{protocol}.json and central_noise_{protocol}.json. Run times: in the JSON.
 """
@@ -41,25 +41,25 @@ from pathlib import Path
 
 import torch
 
-from prm_protocols import (
+from benchmarks.prm_protocols import (
     Budget,
-    Method,
     constant_baseline,
+    fit_head,
+    fold_metrics,
     folds,
     group_sizes,
     head_for,
     load_rows,
-    PROTOCOLS,
     machine_info,
-    metrics,
+    Method,
     noisy_rows,
     pick_threshold,
     position_baseline,
+    PROTOCOLS,
     random_baseline,
     score_rows,
     split_validation,
-    summarize,
-    train_head,
+    summarize_seeds,
 )
 
 STANDARDIZE = "standardize"
@@ -92,9 +92,9 @@ def evaluate_heads(model, rows, methods, seeds, budget, noise=None, baselines=Tr
                 for method in methods:
                     start = time.time()
                     head = head_for(model, method)
-                    train_head(head, method, fit, seed, budget, tmp)
+                    fit_head(head, method, fit, seed, budget, tmp)
                     threshold = pick_threshold(score_rows(head, validation), validation)
-                    result = metrics(score_rows(head, test_rows), test_rows, threshold)
+                    result = fold_metrics(score_rows(head, test_rows), test_rows, threshold)
                     result["threshold"] = threshold
                     results.setdefault(method.name, {}).setdefault(test_group, []).append(result)
                     log(f"  {test_group:<26} seed {seed} {method.name:<16} F1 {_fmt(result['f1'])} "
@@ -108,7 +108,7 @@ def evaluate_heads(model, rows, methods, seeds, budget, noise=None, baselines=Tr
                 }
                 for name, scorer in scorers.items():
                     threshold = pick_threshold(scorer(validation), validation)
-                    result = metrics(scorer(test_rows), test_rows, threshold)
+                    result = fold_metrics(scorer(test_rows), test_rows, threshold)
                     result["threshold"] = threshold
                     results.setdefault(name, {}).setdefault(test_group, []).append(result)
     return results
@@ -124,7 +124,7 @@ def summarize_protocol(per_method: dict, groups: list[str] | None = None) -> dic
     out = {}
     for method, per_group in per_method.items():
         summary = {
-            g: {m: summarize([r[m] for r in runs]) for m in METRICS + ("threshold",)} for g, runs in per_group.items()
+            g: {m: summarize_seeds([r[m] for r in runs]) for m in METRICS + ("threshold",)} for g, runs in per_group.items()
         }
         averaged = [runs for g, runs in per_group.items() if groups is None or g in groups]
         num_seeds = len(averaged[0])
@@ -134,7 +134,7 @@ def summarize_protocol(per_method: dict, groups: list[str] | None = None) -> dic
             for s in range(num_seeds):
                 values = [runs[s][m] for runs in averaged if runs[s][m] is not None]
                 per_seed.append(sum(values) / len(values) if values else None)
-            average[m] = summarize(per_seed)
+            average[m] = summarize_seeds(per_seed)
         out[method] = {"per_group": summary, "average": average}
     return out
 
@@ -167,7 +167,7 @@ def main() -> None:
     budget = Budget(args.epochs, args.learning_rate, args.batch_size)
     result = {
         **machine_info(),
-        "command": "python benchmarks/central_experiment.py " + " ".join(
+        "command": "python -m benchmarks.central_experiment " + " ".join(
             f"--{k.replace('_', '-')}" if v is True else
             f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
             for k, v in vars(args).items() if k not in ("data_root", "cache_dir", "out") and v not in (None, False)

@@ -2,7 +2,7 @@
 backbone conversion), measured from the command's launch to (a) the page answering and (b) a first `/score`
 answer through gradio_client.
 
-    python benchmarks/demo_startup.py --runs 3 --output benchmarks/results/demo_startup.json
+    python -m benchmarks.demo_startup --runs 3 --output benchmarks/results/demo_startup.json
 
 The backbone is converted first (outside the timing) if it is not cached yet; each run is a fresh process.
 """

@@ -1,7 +1,7 @@
 """Tables and the plot of the central experiment, from its committed JSON (benchmarks/results/central_*.json).
 
-    python benchmarks/experiment_report.py                  # print the markdown
-    python benchmarks/experiment_report.py --write-readme   # also replace the README's generated results block
+    python -m benchmarks.experiment_report                  # print the markdown
+    python -m benchmarks.experiment_report --write-readme   # also replace the README's generated results block
 
 Writes benchmarks/results/central_experiment.png. Every number comes from the JSON; nothing is typed in here except
 the published ProcessBench F1 of other PRMs (anchors: the ProcessBench paper, arXiv 2412.06559), shown beside ours.
@@ -13,8 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
-from _common import replace_readme_block
-from central_experiment import summarize_protocol
+from benchmarks._common import replace_readme_block
+from benchmarks.central_experiment import summarize_protocol
 
 RESULTS = Path(__file__).parent / "results"
 START, END = "<!-- central-experiment:start -->", "<!-- central-experiment:end -->"

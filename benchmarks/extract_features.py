@@ -1,6 +1,6 @@
 """Extract and cache SmolLM2 step features for the experiment data sets (ProcessBench, BIG-Bench Mistake).
 
-    python benchmarks/extract_features.py --data-root ../shared/data --cache-dir ~/.cache/sprm/features
+    python -m benchmarks.extract_features --data-root ../shared/data --cache-dir ~/.cache/sprm/features
 
 Works in chunks of 200 records, each cached on disk as soon as it is done, so an interrupted run resumes where it
 stopped; later runs with the same model, rules and data only load the cache. About an hour on 2 idle CPU cores.
@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from modeling_sprm.data import load_bbm, load_processbench
-from modeling_sprm.features import extract_step_features
+from modeling_sprm.training.features import extract_step_features
 from modeling_sprm.loading import load_model_and_tokenizer
 
 

@@ -11,7 +11,7 @@
 The head is the embedded default's: untrained and seeded unless a trained default head ships, so scores are
 meaningless as judgements; speed, memory and agreement are what is measured.
 
-    python benchmarks/generate_and_score.py [--gsm8k PATH] [--sections timing batched quantization]
+    python -m benchmarks.generate_and_score [--gsm8k PATH] [--sections timing batched quantization]
 
 Each section updates ``benchmarks/results/generate_and_score.json``.
 """
@@ -26,7 +26,7 @@ import torch
 from scipy.stats import spearmanr
 from transformers import pipeline
 
-from _common import DEFAULT_GSM8K, RESULTS, Timer, finished, load_gsm8k, machine, write_result
+from benchmarks._common import gsm8k_path, RESULTS, Timer, finished, load_gsm8k, machine, write_result
 from modeling_sprm.generation import SamplingConfig, best_of_n, eos_token_ids, prompt_rollout
 from modeling_sprm.loading import load_model_and_tokenizer
 
@@ -141,10 +141,10 @@ def section_batched(model, tokenizer, rows, args) -> dict:
 
 
 def _token_counts(tokenizer, model, inputs) -> dict:
-    from modeling_sprm.steps import StepRules, build_trace
+    from modeling_sprm.processing_sprm import SPRMProcessor
 
-    rules = StepRules.from_config(model.config)
-    counts = [len(build_trace(tokenizer, rules, **x).input_ids) for x in inputs]
+    processor = SPRMProcessor.from_model(model, tokenizer)
+    counts = [processor.encode(x).num_tokens for x in inputs]
     return {"min": min(counts), "mean": sum(counts) / len(counts), "max": max(counts)}
 
 
@@ -203,7 +203,7 @@ def section_quantization(rows, args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gsm8k", default=DEFAULT_GSM8K, help="GSM8K test.jsonl")
+    parser.add_argument("--gsm8k", help="GSM8K test.jsonl (default: $SPRM_GSM8K)")
     parser.add_argument("--sections", nargs="+", default=["timing", "batched", "quantization"],
                         choices=["timing", "batched", "quantization"])
     parser.add_argument("--questions", type=int, default=3, help="questions for the timing section")
@@ -216,6 +216,7 @@ def main() -> None:
                         help="torch CPU threads (1: on a shared 2-core machine, 2 threads run several times slower)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    args.gsm8k = gsm8k_path(args.gsm8k)
     rows = load_gsm8k(args.gsm8k, max(args.solutions, args.questions + args.bon_groups))
     path = RESULTS / "generate_and_score.json"
     common = {"model": "SmolLM2-135M-Instruct (embedded, Q4_1 weights dequantized to fp32) + default SPRM head",

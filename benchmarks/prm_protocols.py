@@ -2,9 +2,9 @@
 of ProcessBench and BIG-Bench Mistake, leave-one-group-out folds, training a head with the package's trainers,
 scoring, the ProcessBench metrics, label noise, and the trivial baselines.
 
-Every head is trained by `modeling_sprm.trainer.SPRMTrainer` (outcome labels) or `StepSupervisedTrainer` (step
+Every head is trained by `modeling_sprm.training.SPRMTrainer` (outcome labels) or `StepSupervisedTrainer` (step
 labels) on cached features; scores come from `SPRMForStepScoring.score_step_features`, the same head path as
-`pipeline("step-scoring")`; metrics come from `modeling_sprm.evaluation`.
+`pipeline("step-scoring")`; metrics come from `modeling_sprm.evaluation` (`group_metrics`).
 """
 
 from __future__ import annotations
@@ -23,9 +23,11 @@ import torch
 from transformers.trainer_callback import PrinterCallback
 
 from modeling_sprm.data import load_bbm, load_processbench
-from modeling_sprm.evaluation import choose_threshold, outcome_auroc, predict_first_error, processbench_f1, step_auroc
-from modeling_sprm.features import cache_key, extract_step_features
-from modeling_sprm.trainer import SPRMTrainer, SPRMTrainingArguments, StepSupervisedTrainer, feature_rows
+from modeling_sprm.evaluation import choose_threshold, group_metrics
+from modeling_sprm.processing_sprm import pad_step_features
+from modeling_sprm.training.features import cache_key, extract_step_features
+from modeling_sprm.training import SPRMTrainer, SPRMTrainingArguments, StepSupervisedTrainer
+from modeling_sprm.training.trainer import feature_rows
 
 PROTOCOLS = {"processbench": "leave one split out", "bbm": "leave one task out"}
 
@@ -163,7 +165,7 @@ def head_for(model, method: Method):
     return cache[method.feature_normalization]
 
 
-def train_head(model, method: Method, rows: list[dict], seed: int, budget: Budget, output_dir: str) -> SPRMTrainer:
+def fit_head(model, method: Method, rows: list[dict], seed: int, budget: Budget, output_dir: str) -> SPRMTrainer:
     """Train a fresh head (seeded) on cached-feature ``rows`` with the package's trainer for ``method``; ``model``
     must be ``head_for(...)`` of the method."""
     model.config.head_training = None  # a fresh head: the trainer re-initialises it from the seed
@@ -201,14 +203,7 @@ def score_rows(model, rows: list[dict], batch_size: int = 256) -> list[dict]:
     out = []
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
-        width = max(1, max(r["step_features"].shape[0] for r in chunk))
-        hidden = chunk[0]["step_features"].shape[-1]
-        features = torch.zeros(len(chunk), width, hidden)
-        mask = torch.zeros(len(chunk), width, dtype=torch.bool)
-        for i, r in enumerate(chunk):
-            n = r["step_features"].shape[0]
-            features[i, :n] = r["step_features"]
-            mask[i, :n] = True
+        features, mask = pad_step_features([r["step_features"] for r in chunk], dtype=torch.float32)
         _, step_scores, scores = model.score_step_features(features, mask)
         for i, r in enumerate(chunk):
             n = r["step_features"].shape[0]
@@ -217,13 +212,11 @@ def score_rows(model, rows: list[dict], batch_size: int = 256) -> list[dict]:
     return out
 
 
-def metrics(scored: list[dict], rows: list[dict], threshold: float) -> dict:
-    """ProcessBench F1 (with its two accuracies), step AUROC and outcome AUROC of one test set."""
-    predictions = [predict_first_error(s["step_scores"], threshold) for s in scored]
-    out = processbench_f1(predictions, [r["first_error"] for r in rows])
-    out["step_auroc"] = step_auroc([s["step_scores"] for s in scored], [r["step_labels"] for r in rows])
-    out["outcome_auroc"] = outcome_auroc([s["score"] for s in scored], [r["outcome_label"] for r in rows])
-    return out
+def fold_metrics(scored: list[dict], rows: list[dict], threshold: float) -> dict:
+    """ProcessBench F1 (with its two accuracies), step AUROC and outcome AUROC of one test set
+    (`evaluation.group_metrics`; a solution with an unscored step counts as truncated)."""
+    scored = [{"truncated": any(v is None for v in s["step_scores"]), **s} for s in scored]
+    return group_metrics(rows, scored, threshold).to_dict()
 
 
 def pick_threshold(scored: list[dict], rows: list[dict]) -> float:
@@ -294,7 +287,7 @@ def constant_baseline(rows: list[dict]) -> list[dict]:
 # -- bookkeeping ---------------------------------------------------------------------------------------------------
 
 
-def summarize(values: list[float | None]) -> dict:
+def summarize_seeds(values: list[float | None]) -> dict:
     """Mean and sample standard deviation over seeds (None values, e.g. an undefined AUROC, are left out)."""
     kept = [v for v in values if v is not None]
     if not kept:

@@ -9,7 +9,7 @@ SmolLM2 writes one step per line and almost never MetaStone-S1's ``".\\n\\n"``.
 With the untrained default head and a 135M policy the accuracies are noise: this measures the mechanics and the
 cost of the two strategies at equal budget; pass ``--model`` with a trained SPRM for a real comparison.
 
-    python benchmarks/step_search.py [--gsm8k PATH] [--questions 3] [--model DIR]
+    python -m benchmarks.step_search [--gsm8k PATH] [--questions 3] [--model DIR]
 
 Writes ``benchmarks/results/step_search.json``.
 """
@@ -20,7 +20,7 @@ import argparse
 
 import torch
 
-from _common import DEFAULT_GSM8K, Timer, finished, load_gsm8k, machine, write_result
+from benchmarks._common import gsm8k_path, Timer, finished, load_gsm8k, machine, write_result
 from modeling_sprm.answers import answers_match
 from modeling_sprm.generation import SamplingConfig, best_of_n, step_search, summarize
 from modeling_sprm.loading import load_model_and_tokenizer
@@ -54,7 +54,7 @@ def outcome(result: dict, reference: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gsm8k", default=DEFAULT_GSM8K)
+    parser.add_argument("--gsm8k", help="GSM8K test.jsonl (default: $SPRM_GSM8K)")
     parser.add_argument("--model", help="an SPRM folder (default: the embedded default)")
     parser.add_argument("--questions", type=int, default=3)
     parser.add_argument("--beam-width", type=int, default=2)
@@ -71,6 +71,7 @@ def main() -> None:
     model, tokenizer, name = load_model_and_tokenizer(args.model)
     model.config.step_delimiters = ["\n"]
     sampling = SamplingConfig(max_new_tokens=args.max_new_tokens)
+    args.gsm8k = gsm8k_path(args.gsm8k)
     rows = load_gsm8k(args.gsm8k, args.questions)
     search_time, bon_time, per_question = Timer(), Timer(), []
     for q, row in enumerate(rows):

@@ -1,6 +1,6 @@
 """Can a head trained on outcome labels only find the wrong steps? A synthetic data set where it is known.
 
-    python benchmarks/synthetic_spr.py            # writes benchmarks/results/synthetic_spr.json
+    python -m benchmarks.synthetic_spr            # writes benchmarks/results/synthetic_spr.json
 
 Each solution has 2-5 steps ``"Step j: take the <noun> with <n> and <rule>"``; a step is wrong exactly when its rule
 word is one of 6 "bad" rules, and a solution is correct when no step is wrong. The rule word sits at the token where
@@ -27,8 +27,8 @@ from transformers import logging as hf_logging
 
 from modeling_sprm import SPRMForStepScoring
 from modeling_sprm.backbones import embedded_backbone_path
-from modeling_sprm.features import extract_step_features
-from modeling_sprm.trainer import SPRMTrainer, SPRMTrainingArguments, StepSupervisedTrainer
+from modeling_sprm.training.features import extract_step_features
+from modeling_sprm.training import SPRMTrainer, SPRMTrainingArguments, StepSupervisedTrainer
 
 RESULT = Path(__file__).parent / "results" / "synthetic_spr.json"
 GOOD_EASY = ["add", "carry", "double", "join", "merge", "split"]

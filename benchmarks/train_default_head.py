@@ -7,7 +7,7 @@ Outcome labels only (no step annotation), frozen embedded SmolLM2-135M-Instruct,
 * held out, reported: ProcessBench olympiadbench, never seen in training or threshold choice (omnimath is not used:
   see HELD_OUT_SPLITS).
 
-    python benchmarks/train_default_head.py --objective outcome_bce --cached-only
+    python -m benchmarks.train_default_head --objective outcome_bce --cached-only
 
 writes modeling_sprm/default_head/ (head-only checkpoint, eval_results.json, training.json for the model card) and
 benchmarks/results/default_head.json.
@@ -23,17 +23,17 @@ from pathlib import Path
 
 import torch
 
-from central_experiment import METHODS
-from prm_protocols import (
+from benchmarks.central_experiment import METHODS
+from benchmarks.prm_protocols import (
     Budget,
+    fit_head,
+    fold_metrics,
     head_for,
     load_rows,
     machine_info,
-    metrics,
     pick_threshold,
     score_rows,
     split_validation,
-    train_head,
 )
 
 PACKAGE_HEAD = Path(__file__).parent.parent / "modeling_sprm" / "default_head"
@@ -45,7 +45,7 @@ PROCESSBENCH_URL = "https://huggingface.co/datasets/Qwen/ProcessBench"
 
 
 def eval_results(per_split: dict) -> list[dict]:
-    """`huggingface_hub.EvalResult` fields (the schema of modeling_sprm/hub.py) for the model card."""
+    """`huggingface_hub.EvalResult` fields (the schema of modeling_sprm/apps/hub.py) for the model card."""
     out = []
     for split, result in per_split.items():
         for metric, name in (("f1", "ProcessBench F1"), ("step_auroc", "step AUROC"),
@@ -92,7 +92,7 @@ def main() -> None:
     budget = Budget(args.epochs, args.learning_rate, args.batch_size)
     model = head_for(model, method)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = train_head(model, method, fit, args.seed, budget, tmp)
+        trainer = fit_head(model, method, fit, args.seed, budget, tmp)
     # The threshold is for ProcessBench-style first-error prediction: choose it on the ProcessBench part of the
     # validation data (BIG-Bench Mistake's exact-first-mistake F1 is near 0 at every threshold and would only dilute).
     math_validation = [r for r in validation if r["group"] in TRAIN_SPLITS]
@@ -101,7 +101,7 @@ def main() -> None:
     per_split = {}
     for split in HELD_OUT_SPLITS:
         rows = [r for r in held_out if r["group"] == split]
-        per_split[split] = metrics(score_rows(model, rows), rows, threshold)
+        per_split[split] = fold_metrics(score_rows(model, rows), rows, threshold)
         print(f"  {split}: {json.dumps({k: round(v, 4) for k, v in per_split[split].items() if v is not None})}")
     average = {}
     for k in ("f1", "error_acc", "correct_acc", "step_auroc", "outcome_auroc"):
@@ -117,7 +117,7 @@ def main() -> None:
     (output / "training_args.bin").unlink(missing_ok=True)  # a pickle; nothing here needs it
     for code in output.glob("*.py"):  # remote-code copies of the package's own modules; `sprm push` writes them
         code.unlink()
-    command = f"python benchmarks/train_default_head.py --objective {args.objective} --seed {args.seed}" + (
+    command = f"python -m benchmarks.train_default_head --objective {args.objective} --seed {args.seed}" + (
         " --cached-only" if args.cached_only else "")
     training_record = {
         **machine_info(),

@@ -3,7 +3,7 @@
 
 import sys
 
-from modeling_sprm.cli import main
+from modeling_sprm.apps.cli import main
 
 if __name__ == "__main__":
     main(["convert", "reasonflux", *sys.argv[1:]])

@@ -70,3 +70,24 @@ def aggregate(
     if step_scores.shape != step_mask.shape:
         raise ValueError(f"step_scores {tuple(step_scores.shape)} and step_mask {tuple(step_mask.shape)} differ")
     return AGGREGATIONS[method](step_scores, step_mask.bool(), empty_score)
+
+
+# -- plain lists of step scores (one solution) ----------------------------------------------------------------------
+
+
+def aggregate_scores(
+    step_scores: "list[float | None]", method: str = "geometric_mean", empty_score: float = 0.0
+) -> float:
+    """`aggregate` for one solution given as a list of step scores; ``None`` (a step cut off by truncation) is
+    skipped, and a list without scores gets ``empty_score``."""
+    values = [float(s) for s in step_scores if s is not None]
+    scores = torch.tensor([values or [0.0]], dtype=torch.float32)
+    mask = torch.tensor([[bool(values)] * max(1, len(values))])
+    return float(aggregate(scores, mask, method, empty_score)[0])
+
+
+def first_error_step(step_scores: "list[float | None]", threshold: float) -> int | None:
+    """Index of the first step whose score is **strictly** below ``threshold`` (a score equal to the threshold is
+    not an error), or None when there is none. Steps without a score (``None``: cut off by truncation) are
+    skipped. The one rule for a predicted error: the pipeline, generation, the demo and the evaluation use it."""
+    return next((i for i, s in enumerate(step_scores) if s is not None and s < threshold), None)

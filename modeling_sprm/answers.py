@@ -2,11 +2,19 @@
 
 Built in: GSM8K style (``#### 18``, ``The answer is 18``, or the last number) and LaTeX ``\\boxed{...}``.
 Pass any ``Callable[[str], str | None]`` where an extractor is accepted to plug in your own.
+
+Equivalence (`answers_match`, and the voting keys `answer_keys`): two plain numbers compare by value here (the
+fast path: ``"1,000.0"`` == ``"1000"``, ``"3/4"`` == ``"0.75"``); anything else goes to Hugging Face's
+``math-verify`` (LaTeX and symbolic equivalence: ``\\frac{1}{2}`` == ``0.5``, ``x+1`` == ``1+x``), and answers that
+are the same text up to case and spaces always match. ``benchmarks/answer_equivalence.py`` measures the fast path
+against math-verify on numbers (same verdicts, faster). Shipped as remote code: where ``math-verify`` is not
+installed (a checkpoint used without this package), only the number and text rules apply.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 from fractions import Fraction
 from typing import Callable
 
@@ -85,21 +93,87 @@ def get_extractor(extractor: str | AnswerExtractor) -> AnswerExtractor:
     return EXTRACTORS[extractor]
 
 
+def _normalized_text(answer: str) -> str:
+    return " ".join(answer.split()).lower()
+
+
+def numbers_match(a: str, b: str) -> bool:
+    """Two normalised numbers (`normalize_number`) are equal after rounding to 6 decimal places (math-verify's
+    ``float_rounding``, so both rules give the same verdicts: ``1450001`` is not ``1450000``, ``0.333333`` is
+    ``1/3``)."""
+    return round(Fraction(a), 6) == round(Fraction(b), 6)
+
+
+def _parse_math(answer: str):
+    """math-verify's parse of an answer (as LaTeX math), or None without math-verify or when nothing parses."""
+    try:
+        import math_verify
+    except ImportError:  # remote code without this package's dependencies
+        return None
+    text = answer if "$" in answer or "\\(" in answer or "\\[" in answer else f"${answer}$"
+    # math-verify's time limit uses signal.alarm, which only the main thread may set (the demo scores elsewhere)
+    timeout = 5 if threading.current_thread() is threading.main_thread() else None
+    try:
+        parsed = math_verify.parse(text, parsing_timeout=timeout)
+    except Exception:  # noqa: BLE001 (math-verify raises on what it cannot parse or on its time limit)
+        return None
+    return parsed or None
+
+
+def math_equivalent(predicted: str, reference: str) -> bool:
+    """math-verify's verdict (``verify(gold, prediction)``); False without math-verify or when either fails to
+    parse."""
+    gold, guess = _parse_math(reference), _parse_math(predicted)
+    if gold is None or guess is None:
+        return False
+    import math_verify
+
+    timeout = 5 if threading.current_thread() is threading.main_thread() else None
+    try:
+        return bool(math_verify.verify(gold, guess, timeout_seconds=timeout))
+    except Exception:  # noqa: BLE001
+        return False
+
+
 def answers_match(predicted: str | None, reference: str | None) -> bool:
-    """Numbers compare by value (1e-6 relative), other answers as whitespace-normalised strings; None never
-    matches."""
+    """Whether two final answers are the same (see the module docstring); None never matches."""
     if predicted is None or reference is None:
         return False
     a, b = normalize_number(predicted), normalize_number(reference)
     if a is not None and b is not None:
-        x, y = float(a), float(b)
-        return abs(x - y) <= 1e-6 * max(1.0, abs(x), abs(y))
-    return " ".join(predicted.split()).lower() == " ".join(reference.split()).lower()
+        return numbers_match(a, b)
+    return _normalized_text(predicted) == _normalized_text(reference) or math_equivalent(predicted, reference)
 
 
-def _vote_key(answer: str) -> str:
-    """Answers that mean the same vote together: numbers by value, other answers whitespace-normalised."""
-    return normalize_number(answer) or " ".join(answer.split())
+def _math_number(answer: str) -> str | None:
+    """The normalised number a LaTeX answer denotes (``\\frac{1}{2}`` -> ``"0.5"``), via math-verify, or None."""
+    parsed = _parse_math(answer)
+    value = parsed[0] if parsed else None
+    if value is None or not getattr(value, "is_number", False) or not getattr(value, "is_real", False):
+        return None
+    return normalize_number(str(value))
+
+
+def answer_keys(answers: list[str | None]) -> list[str | None]:
+    """One voting key per answer (None for None): equivalent answers (`answers_match`) get the same key. Numbers,
+    also LaTeX ones, key by value; other answers join the first earlier answer they match, else start a key of
+    their own (their whitespace-normalised text)."""
+    keys: list[str | None] = []
+    others: list[tuple[str, str]] = []  # (key, first answer) of the non-numeric keys so far
+    for answer in answers:
+        if answer is None:
+            keys.append(None)
+            continue
+        number = normalize_number(answer) or _math_number(answer)
+        if number is not None:
+            keys.append(number)
+            continue
+        key = next((k for k, first in others if answers_match(answer, first)), None)
+        if key is None:
+            key = " ".join(answer.split())
+            others.append((key, answer))
+        keys.append(key)
+    return keys
 
 
 def weighted_vote(answers: list[str | None], weights: list[float] | None = None) -> str | None:
@@ -110,10 +184,10 @@ def weighted_vote(answers: list[str | None], weights: list[float] | None = None)
     if len(weights) != len(answers):
         raise ValueError(f"{len(answers)} answers but {len(weights)} weights")
     totals: dict[str, list] = {}  # key -> [total weight, votes, -first index, first spelling]
-    for i, (answer, weight) in enumerate(zip(answers, weights)):
+    for i, (answer, weight, key) in enumerate(zip(answers, weights, answer_keys(answers))):
         if answer is None:
             continue
-        entry = totals.setdefault(_vote_key(answer), [0.0, 0, -i, answer])
+        entry = totals.setdefault(key, [0.0, 0, -i, answer])
         entry[0] += float(weight)
         entry[1] += 1
     if not totals:

@@ -131,6 +131,15 @@ class SPRMConfig(PretrainedConfig):
             )
         # The wrapper ties nothing itself; the backbone ties its own embeddings.
         self.tie_word_embeddings = False
+        # A checkpoint's `custom_pipelines` points transformers' `pipeline()` at the pipeline code the checkpoint
+        # ships (for users without this package: `trust_remote_code=True`). When this class is the installed
+        # package's own (not a copy loaded as remote code), the package registers the same "step-scoring" task
+        # itself, and the entry would only make `pipeline("step-scoring", model=dir)` ask for remote code, so it is
+        # dropped here; `SPRMForStepScoring.save_pretrained` writes it again.
+        if not type(self).__module__.startswith("transformers_modules"):
+            custom = getattr(self, "custom_pipelines", None)
+            if isinstance(custom, dict) and set(custom) <= {"step-scoring"}:
+                del self.custom_pipelines
 
     # generate() and cache code read these from the top-level config of a model.
     @property

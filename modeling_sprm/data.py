@@ -25,6 +25,7 @@ are counted from 0; in a ``.jsonl`` file the row number is the line number count
 from __future__ import annotations
 
 import ast
+import contextlib
 import json
 import math
 import re
@@ -149,103 +150,197 @@ def drop_empty_steps(steps: list[str], first_error: int) -> tuple[list[str], int
 
 # -- Reading rows ---------------------------------------------------------------------------------------------------
 
-
-def _jsonl_rows(file: Path) -> Iterator[tuple[int, str, dict]]:
-    """``(row number, where, row)`` for each non-blank line of a JSON-lines file."""
-    for i, line in enumerate(file.read_text(encoding="utf-8").splitlines()):
-        if not line.strip():
-            continue
-        at = f"{file} row {i}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataFormatError(f"{at}: not valid JSON ({err})") from None
-        if not isinstance(row, dict):
-            raise DataFormatError(f"{at}: expected a JSON object, got {type(row).__name__}")
-        yield i, at, row
+# Files `datasets` reads by their suffix (its packaged builders); a folder of such files holds one group per file.
+FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
+FOLDER_SUFFIXES = (".jsonl", ".csv", ".parquet")
 
 
-def _json_list_rows(file: Path) -> Iterator[tuple[int, str, dict]]:
-    """``(row number, where, row)`` for each item of a file holding one JSON list of objects."""
+@contextlib.contextmanager
+def _quiet_datasets() -> Iterator[None]:
+    """No "Generating train split" bars for the small local files read here (restored afterwards)."""
+    from datasets.utils import logging as ds_logging
+    from datasets.utils.tqdm import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    was_disabled, verbosity = are_progress_bars_disabled(), ds_logging.get_verbosity()
+    disable_progress_bars()
+    ds_logging.set_verbosity_error()
     try:
-        rows = json.loads(file.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise DataFormatError(f"{file}: not valid JSON ({err})") from None
-    if not isinstance(rows, list):
-        raise DataFormatError(f"{file}: expected a JSON list of rows, got {type(rows).__name__}")
-    for i, row in enumerate(rows):
+        yield
+    finally:
+        ds_logging.set_verbosity(verbosity)
+        if not was_disabled:
+            enable_progress_bars()
+
+
+def _json_rows_by_hand(file: Path) -> Iterator[tuple[int, str, dict]]:
+    """``(row number, where, row)`` of a JSON-lines file or a file holding one JSON list of objects, read with the
+    json module, which keeps every float exact. `file_rows` uses it where `datasets` would not: for a ``.json`` list
+    and for JSON lines whose fields change type between rows, `datasets` parses numbers with pandas' fast float
+    parser, which changes many floats in their last bit (805 of 2,000 random floats in a test here, 0.7 ->
+    0.7000000000000001), and its errors do not name the row."""
+    text = file.read_text(encoding="utf-8")
+    whole = _json_value(text) if file.suffix == ".json" else None  # a .json file: one list, or JSON lines
+    if whole is not None:
+        if not isinstance(whole, list):
+            raise DataFormatError(f"{file}: expected a JSON list of rows, got {type(whole).__name__}")
+        numbered = list(enumerate(whole))
+    else:
+        numbered = []
+        for i, line in enumerate(text.splitlines()):
+            if not line.strip():
+                continue
+            try:
+                numbered.append((i, json.loads(line)))
+            except json.JSONDecodeError as err:
+                raise DataFormatError(f"{file} row {i}: not valid JSON ({err})") from None
+    for i, row in numbered:
         if not isinstance(row, dict):
             raise DataFormatError(f"{file} row {i}: expected a JSON object, got {type(row).__name__}")
         yield i, f"{file} row {i}", row
 
 
+def _json_value(text: str) -> Any:
+    """The JSON value of a whole text, or None when it is not one (JSON lines, or broken)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return None
+
+
+def _has_mixed_json_types(features) -> bool:
+    """Whether `datasets` stored a JSON field as `datasets.Json` (its fallback for a field whose type changes
+    between rows, read with the lossy float parser)."""
+    from datasets import Json
+    from datasets.features.features import _visit
+
+    found = []
+    _visit(features, lambda feature: found.append(feature) if isinstance(feature, Json) else None)
+    return bool(found)
+
+
+def file_rows(file: Path) -> Iterator[tuple[int, str, dict]]:
+    """``(row number, where, row)`` for each row of a ``.jsonl``, ``.csv`` or ``.parquet`` file, read by
+    ``datasets.load_dataset`` (Arrow's readers), or of a ``.json`` file holding one list of objects (see
+    `_json_rows_by_hand` for why the json module reads that one). In a ``.jsonl`` file the row number is the line
+    number counted from 0."""
+    import datasets
+
+    builder = FILE_BUILDERS.get(file.suffix)
+    if builder is None:
+        raise DataFormatError(f"{file}: expected a {', '.join(FILE_BUILDERS)} file")
+    if file.suffix == ".json":
+        yield from _json_rows_by_hand(file)
+        return
+    try:
+        with _quiet_datasets():
+            table = datasets.load_dataset(builder, data_files=str(file), split="train")
+    except Exception as err:  # noqa: BLE001 (Arrow's schema and parse errors have many types)
+        if builder != "json":
+            raise DataFormatError(f"{file}: cannot be read as {builder} ({str(err).splitlines()[0]})") from None
+        yield from _json_rows_by_hand(file)  # a broken line: named there
+        return
+    if builder == "json" and _has_mixed_json_types(table.features):
+        yield from _json_rows_by_hand(file)
+        return
+    lines = _line_numbers(file) if builder == "json" else None
+    for i, row in enumerate(table):
+        n = lines[i] if lines is not None else i
+        yield n, f"{file} row {n}", row
+
+
+def _line_numbers(file: Path) -> list[int]:
+    """The line number of each non-blank line (what `datasets` makes a row) of a JSON-lines file."""
+    with file.open(encoding="utf-8") as handle:
+        return [i for i, line in enumerate(handle) if line.strip()]
+
+
+def _split_names(path: str, available: Sequence[str], splits: Sequence[str] | None) -> list[str]:
+    """The splits to read: ``splits`` (each must exist), or the only one there is; several and no choice is an error
+    that lists them (merging a train and a test split silently would leak one into the other)."""
+    if splits:
+        missing = [s for s in splits if s not in available]
+        if missing:
+            raise DataFormatError(f"{path}: no split {missing[0]!r} (it has {sorted(available)})")
+        return list(splits)
+    if len(available) > 1:
+        raise DataFormatError(f"{path} has several splits {sorted(available)}: choose one with --split (or splits=)")
+    return list(available)
+
+
 def _dataset_rows(dataset, name: str, splits: Sequence[str] | None) -> Iterator[tuple[str, int, str, dict]]:
-    """``(group, row number, where, row)`` for a ``datasets.Dataset`` (group = the folder name) or each split of a
-    ``DatasetDict`` (group = the split)."""
+    """``(group, row number, where, row)`` for a ``datasets.Dataset`` (group = the folder name) or the chosen splits
+    of a ``DatasetDict`` (group = the split)."""
     import datasets
 
     if isinstance(dataset, datasets.Dataset):
-        parts = {Path(name).name: dataset}
+        if splits:
+            raise DataFormatError(f"{name} is a single data set without splits; drop --split")
+        parts = {Path(name).name: (dataset, name)}
     else:
-        missing = [s for s in splits or () if s not in dataset]
-        if missing:
-            raise DataFormatError(f"{name}: no split {missing[0]!r} (it has {sorted(dataset)})")
-        parts = {s: dataset[s] for s in (splits or sorted(dataset))}
-    for split, part in parts.items():
-        label = name if isinstance(dataset, datasets.Dataset) else f"{name}[{split}]"
+        parts = {s: (dataset[s], f"{name}[{s}]") for s in _split_names(name, list(dataset), splits)}
+    for split, (part, label) in parts.items():
         for i, row in enumerate(part):
             yield split, i, f"{label} row {i}", row
+
+
+def _hub_rows(path: str, splits: Sequence[str] | None, config: str | None) -> Iterator[tuple[str, int, str, dict]]:
+    import datasets
+
+    try:
+        available = datasets.get_dataset_split_names(path, config)
+    except Exception as err:  # noqa: BLE001 (offline, unknown id, ...: say what was tried)
+        raise FileNotFoundError(
+            f"{path} is not a local file or folder, and loading it as a Hub data set failed: {err}"
+        ) from err
+    for split in _split_names(path, available, splits):
+        part = datasets.load_dataset(path, config, split=split)
+        for i, row in enumerate(part):
+            yield split, i, f"{path}[{split}] row {i}", row
 
 
 def read_rows(
     path: str, splits: Sequence[str] | None = None, config: str | None = None
 ) -> Iterator[tuple[str, int, str, dict]]:
-    """``(group, row number, where, row)`` for every row of a table-like data set:
+    """``(group, row number, where, row)`` for every row of a table-like data set, read with ``datasets``:
 
-    * a ``.jsonl`` file (or a ``.json`` file holding one list): group = the file name without extension;
-    * a folder of ``.jsonl`` files: each file is a group (``splits`` picks the files ``{split}.jsonl``);
-    * a folder written by ``datasets``' ``save_to_disk``: group = the split name (the folder name for a single
-      ``Dataset``);
-    * otherwise a Hugging Face Hub data set id, loaded with ``datasets.load_dataset(path, config)``: group = split.
+    * a ``.jsonl``, ``.json``, ``.csv`` or ``.parquet`` file (`file_rows`): group = the file name without extension;
+    * a folder of ``.jsonl`` / ``.csv`` / ``.parquet`` files: each file is a group (``splits`` picks the files
+      ``{split}.{ext}``);
+    * a folder written by ``datasets``' ``save_to_disk``: a ``Dataset`` (group = the folder name) or the chosen
+      splits of a ``DatasetDict`` (group = the split);
+    * otherwise a Hugging Face Hub data set id, loaded with ``datasets.load_dataset(path, config, split=...)``:
+      group = the split.
 
-    In ``datasets`` tables every row has every column, so a field that is None counts as absent everywhere.
+    A source with several splits (a ``DatasetDict``, a Hub id) needs ``splits``: without it, it is an error that
+    lists them. In ``datasets`` tables every row has every column, so a field that is None counts as absent.
     """
     root = Path(path)
     if root.is_file():
-        if root.suffix == ".json":
-            rows = _json_list_rows(root)
-        elif root.suffix == ".jsonl":
-            rows = _jsonl_rows(root)
-        else:
-            raise DataFormatError(f"{root}: expected a .jsonl or .json file")
-        yield from ((root.stem, *item) for item in rows)
+        if splits:
+            raise DataFormatError(f"{root} is one file, without splits; drop --split")
+        yield from ((root.stem, *item) for item in file_rows(root))
     elif root.is_dir():
         if (root / "state.json").is_file() or (root / "dataset_dict.json").is_file():
             import datasets
 
             yield from _dataset_rows(datasets.load_from_disk(str(root)), str(root), splits)
             return
+        files = sorted(p for p in root.iterdir() if p.suffix in FOLDER_SUFFIXES and p.is_file())
         if splits:
-            files = [root / f"{split}.jsonl" for split in splits]
-            for file in files:
-                if not file.is_file():
-                    raise FileNotFoundError(f"{file} not found (expected one .jsonl file per split)")
-        else:
-            files = sorted(root.glob("*.jsonl"))
-            if not files:
-                raise FileNotFoundError(f"{root} holds no .jsonl files and is not a saved `datasets` folder")
-        for file in files:
-            yield from ((file.stem, *item) for item in _jsonl_rows(file))
-    else:
-        import datasets
-
-        try:
-            loaded = datasets.load_dataset(path, config)
-        except Exception as err:  # offline, unknown id, ...: say what was tried
+            by_stem = {p.stem: p for p in files}
+            missing = [s for s in splits if s not in by_stem]
+            if missing:
+                raise FileNotFoundError(f"{root / missing[0]}.jsonl not found (expected one file per split: "
+                                        f"{sorted(by_stem) or 'none there'})")
+            files = [by_stem[s] for s in splits]
+        elif not files:
             raise FileNotFoundError(
-                f"{path} is not a local file or folder, and loading it as a Hub data set failed: {err}"
-            ) from err
-        yield from _dataset_rows(loaded, path, splits)
+                f"{root} holds no {', '.join(FOLDER_SUFFIXES)} files and is not a saved `datasets` folder"
+            )
+        for file in files:
+            yield from ((file.stem, *item) for item in file_rows(file))
+    else:
+        yield from _hub_rows(path, splits, config)
 
 
 def _require(row: dict, fields: Iterable[str], at: str) -> None:
@@ -274,7 +369,8 @@ def _check_label(value: Any, field: str, at: str) -> float:
 
 def load_outcome(path: str, splits: Sequence[str] | None = None) -> list[dict]:
     """Outcome-labelled rows: ``{"question": str, "solution": str}`` or ``{"question": str, "steps": [str, ...]}``,
-    plus ``"label"``: 0/1, true/false, or a soft value in [0, 1] (1 = the final answer is right).
+    plus ``"label"``: 0/1, true/false, or a soft value in [0, 1] (1 = the final answer is right). Rows without a
+    label load with ``outcome_label`` None (scoring needs none; the trainers refuse them by name).
 
     Optional fields: ``"id"`` (default ``"{group}-{row}"``), ``"group"`` (default: the file name without extension,
     or the split name), ``"truncated"`` (bool -> ``rollout_truncated``), ``"step_labels"`` (with ``steps`` only;
@@ -282,7 +378,7 @@ def load_outcome(path: str, splits: Sequence[str] | None = None) -> list[dict]:
     """
     records = []
     for group, i, at, row in read_rows(path, splits):
-        _require(row, ("question", "label"), at)
+        _require(row, ("question",), at)
         if (row.get("steps") is None) == (row.get("solution") is None):
             raise DataFormatError(f"{at}: exactly one of the fields 'steps' and 'solution' must be given")
         truncated = _optional(row, "truncated", False)
@@ -297,7 +393,7 @@ def load_outcome(path: str, splits: Sequence[str] | None = None) -> list[dict]:
             question=row["question"],
             steps=row.get("steps"),
             solution=row.get("solution"),
-            outcome_label=_check_label(row["label"], "label", at),
+            outcome_label=None if row.get("label") is None else _check_label(row["label"], "label", at),
             step_labels=step_labels,
             rollout_truncated=truncated,
             where=at,
@@ -321,33 +417,52 @@ def load_trl(path: str, splits: Sequence[str] | None = None) -> list[dict]:
     read when present. ``path``: a ``.jsonl`` file or folder, a saved ``datasets`` folder, or a Hub id (for
     example ``trl-lib/math_shepherd``); see ``read_rows``.
     """
-    records = []
-    for group, i, at, row in read_rows(path, splits):
-        _require(row, ("prompt", "completions", "labels"), at)
-        completions, labels = row["completions"], row["labels"]
-        if not isinstance(completions, list) or not completions:
-            raise DataFormatError(f"{at}: field 'completions' must be a non-empty list of strings")
-        if not isinstance(labels, list) or len(labels) != len(completions):
-            raise DataFormatError(
-                f"{at}: field 'labels' must be a list with one label per completion ({len(completions)}), "
-                f"got {labels!r}"
-            )
-        step_labels = [_check_label(label, f"labels[{k}]", at) for k, label in enumerate(labels)]
-        outcome = row.get("outcome_label")
-        outcome = min(step_labels) if outcome is None else _check_label(outcome, "outcome_label", at)
-        records.append(
-            make_record(
-                id=_optional(row, "id", f"{group}-{i}"),
-                group=_optional(row, "group", group),
-                question=row["prompt"],
-                steps=completions,
-                outcome_label=outcome,
-                step_labels=step_labels,
-                first_error=first_error_from_labels(step_labels),
-                where=at,
-            )
+    return [trl_record(row, at, f"{group}-{i}", group) for group, i, at, row in read_rows(path, splits)]
+
+
+def trl_record(row: dict, at: str, default_id: str, group: str = "") -> dict:
+    """One TRL stepwise-supervision row -> a record (the rule of `load_trl`)."""
+    _require(row, ("prompt", "completions"), at)
+    completions, labels = row["completions"], row.get("labels")
+    if not isinstance(row["prompt"], str):
+        raise DataFormatError(f"{at}: only TRL's standard (string) prompts are supported, not conversational ones")
+    if not isinstance(completions, list) or not completions:
+        raise DataFormatError(f"{at}: field 'completions' must be a non-empty list of strings")
+    if labels is None:  # unlabelled rows: fine to score; the trainers refuse them by name
+        return make_record(id=_optional(row, "id", default_id), group=_optional(row, "group", group),
+                           question=row["prompt"], steps=completions, where=at)
+    if not isinstance(labels, list) or len(labels) != len(completions):
+        raise DataFormatError(
+            f"{at}: field 'labels' must be a list with one label per completion ({len(completions)}), got {labels!r}"
         )
-    return records
+    step_labels = [_check_label(label, f"labels[{k}]", at) for k, label in enumerate(labels)]
+    outcome = row.get("outcome_label")
+    outcome = min(step_labels) if outcome is None else _check_label(outcome, "outcome_label", at)
+    return make_record(
+        id=_optional(row, "id", default_id),
+        group=_optional(row, "group", group),
+        question=row["prompt"],
+        steps=completions,
+        outcome_label=outcome,
+        step_labels=step_labels,
+        first_error=first_error_from_labels(step_labels),
+        rollout_truncated=bool(row.get("rollout_truncated", False)),
+        where=at,
+    )
+
+
+def as_record(row: dict, where: str) -> dict:
+    """A record from a row of any in-memory form the trainers take: a record (fields it leaves out get their
+    defaults; ``id`` defaults to ``where``) or a TRL stepwise-supervision row ``{"prompt", "completions",
+    "labels"}`` (`trl_record`: the outcome label is ``outcome_label`` if present, else the lowest step label)."""
+    if "question" in row:
+        return {**{field: None for field in RECORD_FIELDS}, "group": "", "rollout_truncated": False, "id": where, **row}
+    if "prompt" in row and "completions" in row:
+        return trl_record(row, where, where)
+    raise DataFormatError(
+        f"{where}: a row needs 'question' and 'steps' or 'solution' (a modeling_sprm.data record), or 'prompt' and "
+        f"'completions' (TRL stepwise supervision); it has {sorted(row)}"
+    )
 
 
 def to_trl(records: Iterable[dict]) -> list[dict]:
@@ -378,14 +493,14 @@ PROCESSBENCH_SPLITS = ("gsm8k", "math", "olympiadbench", "omnimath")
 def _processbench_rows(path: str, splits: Iterable[str]) -> Iterable[tuple[str, int, str, dict]]:
     root = Path(path)
     if root.is_file():  # one split file
-        yield from ((root.stem, *item) for item in _json_list_rows(root))
+        yield from ((root.stem, *item) for item in file_rows(root))
         return
     for split in splits:
         if root.is_dir():
             file = root / f"{split}.json"
             if not file.is_file():
                 raise FileNotFoundError(f"ProcessBench split file {file} not found")
-            yield from ((split, *item) for item in _json_list_rows(file))
+            yield from ((split, *item) for item in file_rows(file))
         else:  # a Hub id such as "Qwen/ProcessBench"
             from datasets import load_dataset
 
@@ -456,7 +571,7 @@ def load_bbm(path: str, tasks: Iterable[str] = BBM_TASKS) -> list[dict]:
         file = Path(path) / f"{task}.jsonl"
         if not file.is_file():
             raise FileNotFoundError(f"BIG-Bench Mistake task file {file} not found")
-        for i, at, row in _jsonl_rows(file):
+        for i, at, row in file_rows(file):
             _require(row, ("input", "steps", "target"), at)
             for field in ("answer", "mistake_index"):  # null is a value here: no answer / no mistake
                 if field not in row:
@@ -556,7 +671,7 @@ def load_prmbench(
         raise ValueError(f"misaligned must be 'skip', 'keep' or 'error', got {misaligned!r}")
     records, seen, skipped = [], set(), []
     for file in _prmbench_files(path):
-        for _, at, row in _jsonl_rows(file):
+        for _, at, row in file_rows(file):
             _require(row, ("modified_question", "modified_process", "error_steps", "idx", "classification"), at)
             idx, category = row["idx"], row["classification"]
             match = _PRMBENCH_SOURCE.match(idx) if isinstance(idx, str) else None
@@ -652,18 +767,22 @@ def gsm8k_reference(answer: str, at: str = "") -> tuple[list[str], str]:
     return steps, final.strip()
 
 
-def _gsm8k_rows(path: str, splits: Sequence[str]) -> Iterator[tuple[str, int, str, dict]]:
+def _gsm8k_rows(path: str, splits: Sequence[str] | None) -> Iterator[tuple[str, int, str, dict]]:
     root = Path(path)
-    # A local file or folder as published (openai/grade-school-math), else a Hub id with the "main" config.
+    # A local file or folder as published (openai/grade-school-math: both splits by default), else a Hub id with
+    # the "main" config (which has two splits: choose one).
+    if root.is_dir() and splits is None:
+        splits = GSM8K_SPLITS
     yield from read_rows(path, None if root.is_file() else splits, None if root.exists() else "main")
 
 
-def load_gsm8k(path: str, splits: Sequence[str] = GSM8K_SPLITS, final_answer_step: bool = True) -> list[dict]:
+def load_gsm8k(path: str, splits: Sequence[str] | None = None, final_answer_step: bool = True) -> list[dict]:
     """GSM8K reference solutions as correct records: ``question``, steps = ``gsm8k_reference(answer)`` (plus
     ``"The answer is {final}."`` as the last step with ``final_answer_step``, so the solution states its answer
     the way generated ones do), outcome label 1, every step labelled 1. Group = the split; id ``"{split}-{row}"``.
 
-    ``path``: the upstream folder (``train.jsonl``, ``test.jsonl``), one such file, or a Hub id (``openai/gsm8k``).
+    ``path``: the upstream folder (``train.jsonl``, ``test.jsonl``; both unless ``splits`` says), one such file, or
+    a Hub id (``openai/gsm8k``; ``splits`` required: it has two).
     Grade generated solutions against the reference answers with ``grade_solution``; ``load_gsm8k_problems``
     gives the questions with their answers.
     """
@@ -725,8 +844,21 @@ LOADERS = {
 }
 
 
-def load_records(path: str, format: str, **kwargs) -> list[dict]:
-    """Load a data set in one of the supported formats (``LOADERS``) as records; ``kwargs`` go to the loader."""
+# The argument through which each loader picks a part of its data (`load_records(split=...)`, ``--split``).
+SPLIT_ARGUMENTS = {"bbm": "tasks", "prmbench": "split"}  # the others: splits
+
+
+def load_records(path: str, format: str, split: str | None = None, **kwargs) -> list[dict]:
+    """Load a data set in one of the supported formats (``LOADERS``) as records; ``kwargs`` go to the loader.
+
+    ``split`` (``--split``) picks a part: a split of a Hub id or saved ``DatasetDict``, a file ``{split}.jsonl`` of a
+    folder, a ProcessBench split, a BIG-Bench Mistake task, or PRMBench's ``test`` / ``train`` / ``all``; several,
+    comma-separated (``"gsm8k,math"``), where the format allows it."""
     if format not in LOADERS:
         raise ValueError(f"unknown data format {format!r}; expected one of {sorted(LOADERS)}")
+    if split is not None:
+        name = SPLIT_ARGUMENTS.get(format, "splits")
+        if name in kwargs:
+            raise ValueError(f"give either split or {name}, not both")
+        kwargs[name] = split if format == "prmbench" else [s.strip() for s in split.split(",") if s.strip()]
     return LOADERS[format](path, **kwargs)

@@ -29,9 +29,11 @@ from typing import Any, Callable, Sequence
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
-from .aggregation import aggregate
+from .aggregation import aggregate_scores
 from .answers import get_extractor, majority_vote, weighted_vote
-from .steps import EncodedTrace, StepRules, format_prompt, read_positions, segment
+from .outputs import BestOfNResult, Candidate, ScoredSolution, StepSearchResult
+from .processing_sprm import SPRMProcessor, pad_step_features
+from .steps import EncodedTrace, StepRules, read_positions, segment
 
 MODES = {"low": 2, "medium": 8, "high": 32}  # MetaStone-S1's Best-of-N modes
 MAX_NUM_CANDIDATES = 1024
@@ -226,8 +228,12 @@ class Rollout:
         full_text = self.prompt_text + self.text
         steps = segment(full_text, rules, start=len(self.prompt_text))
         ids = self.prompt_ids + self.token_ids
-        positions = read_positions(self.full_offsets(), [s.anchor for s in steps], rules.score_offset) if ids else []
-        return EncodedTrace(full_text, ids, steps, list(positions), False, len(ids), len(self.prompt_text))
+        offsets = self.full_offsets()
+        positions = read_positions(offsets, [s.anchor for s in steps], rules.score_offset) if ids else []
+        starts = read_positions(offsets, [s.start for s in steps], 0) if ids else []
+        return EncodedTrace(
+            full_text, ids, steps, list(positions), False, len(ids), len(self.prompt_text), list(starts)
+        )
 
 
 class _Row:
@@ -373,12 +379,13 @@ def generate_rollouts(
 ) -> list[Rollout]:
     """Continue each rollout (a prompt, possibly with tokens already generated) in one ``generate()`` call,
     capturing the feature layer as it goes; returns the same objects, extended, with their features."""
-    rules = StepRules.from_config(model.config)
+    processor = SPRMProcessor.from_model(model, tokenizer)
+    tokenizer, rules = processor.tokenizer, processor.rules
     anchor_filter = AnchorFilter(rules)
     rows = [_Row(r, tokenizer, anchor_filter, rules.score_offset) for r in rollouts]
     contexts = [r.prompt_ids + r.token_ids for r in rollouts]
     lengths = [len(c) for c in contexts]
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(eos_token_ids(model, tokenizer)))
+    pad_id = processor.pad_token_id
     width = max(lengths)
     device = model.get_input_embeddings().weight.device
     input_ids = torch.full((len(contexts), width), pad_id, dtype=torch.long)
@@ -436,16 +443,9 @@ def generate_rollouts(
 
 
 def prompt_rollout(model: Any, tokenizer: Any, question: str) -> Rollout:
-    """An empty rollout for ``question``, formatted as for scoring (``steps.format_prompt``: the backbone's chat
-    template for instruct models)."""
-    if not isinstance(question, str):
-        raise TypeError(f"question must be a string, got {type(question).__name__}")
-    if not question.strip():
-        raise ValueError("question is empty or whitespace only")
-    config = model.config
-    prompt, is_chat = format_prompt(tokenizer, question, config.prompt_format, config.plain_prompt_template)
-    enc = tokenizer(prompt, add_special_tokens=not is_chat, return_offsets_mapping=True)
-    return Rollout(list(enc["input_ids"]), prompt, [tuple(o) for o in enc["offset_mapping"]])
+    """An empty rollout for ``question``, formatted as for scoring (`SPRMProcessor.encode_prompt`: the backbone's
+    chat template for instruct models)."""
+    return Rollout(*SPRMProcessor.from_model(model, tokenizer).encode_prompt(question))
 
 
 def copy_rollout(rollout: Rollout) -> Rollout:
@@ -459,19 +459,20 @@ def score_rollouts(
     """Run the head on the captured features at each trace's read positions: ``(step_scores, scores)``."""
     hidden = model.config.text_config.hidden_size
     head_param = model.score_head[0].weight
-    max_steps = max(1, max(len(t.steps) for t in traces))
-    features = torch.zeros((len(traces), max_steps, hidden), dtype=head_param.dtype, device=head_param.device)
-    mask = torch.zeros((len(traces), max_steps), dtype=torch.bool, device=head_param.device)
-    for i, (rollout, trace) in enumerate(zip(rollouts, traces)):
+    per_trace = []
+    for rollout, trace in zip(rollouts, traces):
         prompt_len = len(rollout.prompt_ids)
-        for j, position in enumerate(trace.positions):
+        found = []
+        for position in trace.positions:
             feature = rollout.features.get(position - prompt_len)
             if feature is None:
                 raise RuntimeError(
                     f"no captured feature at position {position} of a {len(trace.input_ids)}-token sequence "
                     "(a bug in the step feature capture)"
                 )
-            features[i, j], mask[i, j] = feature, True
+            found.append(feature)
+        per_trace.append(torch.stack(found) if found else torch.zeros(0, hidden))
+    features, mask = pad_step_features(per_trace, dtype=head_param.dtype, device=head_param.device)
     _, step_scores, scores = model.score_step_features(features, mask)
     return [step_scores[i][mask[i]].tolist() for i in range(len(traces))], scores.tolist()
 
@@ -484,36 +485,45 @@ def candidate_record(
     threshold: float,
     config: Any,
     extractor: Callable[[str], str | None],
-) -> dict:
-    """One candidate as returned by `best_of_n` and `step_search`: the pipeline's record of a scored trace plus
-    the text, the extracted answer and the flags ``truncated`` (stopped by ``max_new_tokens`` before the
+) -> Candidate:
+    """One candidate as returned by `best_of_n` and `step_search` (`outputs.Candidate`): the scored trace, the
+    text, the extracted answer and the flags ``truncated`` (stopped by ``max_new_tokens`` before the
     end-of-sequence token) and ``no_delimiter`` (no step delimiter: the whole text is one step)."""
-    from .pipeline_sprm import trace_result  # the pipeline imports this module
+    scored = ScoredSolution.from_trace(
+        trace,
+        step_scores,
+        score,
+        threshold=threshold,
+        aggregation=config.aggregation,
+        empty_score=config.empty_solution_score,
+        score_span=config.score_span,
+    )
+    return Candidate(
+        text=rollout.text,
+        **{**scored, "truncated": rollout.stop_reason == "length", "part_scores": scored.part_scores},
+        no_delimiter=bool(trace.steps) and not any(s.has_delimiter for s in trace.steps),
+        answer=extractor(rollout.text),
+        num_tokens=len(rollout.token_ids),
+    )
 
-    record = {"text": rollout.text, **trace_result(trace, step_scores, score, threshold, config)}
-    record["truncated"] = rollout.stop_reason == "length"
-    record["no_delimiter"] = bool(trace.steps) and not any(s.has_delimiter for s in trace.steps)
-    record["answer"] = extractor(rollout.text)
-    record["num_tokens"] = len(rollout.token_ids)
-    return record
 
-
-def summarize(question: str, candidates: list[dict]) -> dict:
+def summarize(question: str, candidates: list[dict], result_class: type = BestOfNResult, **extra) -> BestOfNResult:
     """Rank scored candidates and vote: the SPRM pick (highest score, earliest on ties), the majority answer and the
     SPRM-weighted answer (candidates without an answer do not vote; ``num_without_answer`` counts them)."""
     ranking = sorted(range(len(candidates)), key=lambda i: (-candidates[i]["score"], i))
     answers = [c["answer"] for c in candidates]
     best = ranking[0] if ranking else None
-    return {
-        "question": question,
-        "candidates": candidates,
-        "best": best,
-        "ranking": ranking,
-        "majority_answer": majority_vote(answers),
-        "sprm_answer": candidates[best]["answer"] if best is not None else None,
-        "weighted_answer": weighted_vote(answers, [c["score"] for c in candidates]),
-        "num_without_answer": sum(a is None for a in answers),
-    }
+    return result_class(
+        question=question,
+        candidates=candidates,
+        best=best,
+        ranking=ranking,
+        majority_answer=majority_vote(answers),
+        sprm_answer=candidates[best]["answer"] if best is not None else None,
+        weighted_answer=weighted_vote(answers, [c["score"] for c in candidates]),
+        num_without_answer=sum(a is None for a in answers),
+        **extra,
+    )
 
 
 def _progress_reporter(progress_callback: ProgressCallback | None, offset: int, total: int):
@@ -534,9 +544,9 @@ def best_of_n(
     threshold: float | None = None,
     progress_callback: ProgressCallback | None = None,
     **sampling_overrides,
-) -> dict:
+) -> BestOfNResult:
     """Sample N candidates for ``question``, score every step of each from the features captured while sampling,
-    and pick. Returns::
+    and pick. Returns an `outputs.BestOfNResult` (a dataclass that is also this dict)::
 
         {"question": str,
          "candidates": [{"text", "steps": [{"text", "score", "part"}], "score", "answer", "truncated", "no_steps",
@@ -559,8 +569,9 @@ def best_of_n(
     sampling = SamplingConfig.from_kwargs(sampling, **sampling_overrides)
     extractor = get_extractor(answer_extractor)
     threshold = model.config.threshold if threshold is None else threshold
-    rules = StepRules.from_config(model.config)
-    start = prompt_rollout(model, tokenizer, question)
+    processor = SPRMProcessor.from_model(model, tokenizer)
+    rules = processor.rules
+    start = prompt_rollout(model, processor, question)
     batch = sampling.batch_size or n
     chunks = [range(i, min(i + batch, n)) for i in range(0, n, batch)]
     total = len(chunks) * sampling.max_new_tokens
@@ -569,7 +580,7 @@ def best_of_n(
         torch.manual_seed(sampling.seed)
     for k, chunk in enumerate(chunks):
         progress = _progress_reporter(progress_callback, k * sampling.max_new_tokens, total)
-        rollouts += generate_rollouts(model, tokenizer, [copy_rollout(start) for _ in chunk], sampling, progress=progress)
+        rollouts += generate_rollouts(model, processor, [copy_rollout(start) for _ in chunk], sampling, progress=progress)
     traces = [r.trace(rules) for r in rollouts]
     step_scores, scores = score_rollouts(model, rollouts, traces)
     candidates = [
@@ -587,7 +598,7 @@ def best_of_n(
 
 def partial_score(aggregate_fn: Callable, step_scores: list[float], has_delimiter: list[bool]) -> float:
     """Score of an unfinished trajectory: its delimited steps (an open trailing step is not judged yet), or the
-    trailing step alone when there is no delimiter so far."""
+    trailing step alone when there is no delimiter so far. ``aggregate_fn``: a list of step scores -> a score."""
     closed = [s for s, d in zip(step_scores, has_delimiter) if d]
     return aggregate_fn(closed or step_scores)
 
@@ -606,7 +617,7 @@ def step_search(
     threshold: float | None = None,
     progress_callback: ProgressCallback | None = None,
     **sampling_overrides,
-) -> dict:
+) -> StepSearchResult:
     """SPRM-guided step-level beam search. Each round, every kept beam samples ``num_continuations``
     continuations up to its next step delimiter (or ``max_step_tokens``, or the end of the sequence); the
     continuations are scored from the features captured while sampling (aggregate of their closed steps), and
@@ -614,9 +625,9 @@ def step_search(
     ``sampling.max_new_tokens`` tokens in all) is finished; the search stops when ``beam_width`` are finished or
     after ``max_steps`` rounds (the open beams are then finished as truncated).
 
-    Returns the `best_of_n` dict with the finished beams as ``candidates`` (in finishing order), plus
-    ``generated_tokens`` (all sampled tokens, discarded continuations included: the search's budget) and
-    ``rounds``.
+    Returns an `outputs.StepSearchResult`: the `best_of_n` result with the finished beams as ``candidates`` (in
+    finishing order), plus ``generated_tokens`` (all sampled tokens, discarded continuations included: the
+    search's budget) and ``rounds``.
     """
     for name, value in (("beam_width", beam_width), ("num_continuations", num_continuations),
                         ("max_steps", max_steps), ("max_step_tokens", max_step_tokens)):
@@ -628,14 +639,13 @@ def step_search(
     extractor = get_extractor(answer_extractor)
     threshold = model.config.threshold if threshold is None else threshold
     config = model.config
-    rules = StepRules.from_config(config)
+    processor = SPRMProcessor.from_model(model, tokenizer)
+    rules = processor.rules
 
     def aggregate_fn(values: list[float]) -> float:
-        tensor = torch.tensor([values or [0.0]])
-        mask = torch.tensor([[bool(values)] * max(1, len(values))])
-        return float(aggregate(tensor, mask, config.aggregation, config.empty_solution_score)[0])
+        return aggregate_scores(values, config.aggregation, config.empty_solution_score)
 
-    beams = [prompt_rollout(model, tokenizer, question)]
+    beams = [prompt_rollout(model, processor, question)]
     finished: list[tuple[Rollout, EncodedTrace, list[float], float]] = []
     generated_tokens, rounds = 0, 0
     if sampling.seed is not None:
@@ -647,7 +657,7 @@ def step_search(
         room = min(sampling.max_new_tokens - max(before), max_step_tokens)
         progress = _progress_reporter(progress_callback, (rounds - 1) * max_step_tokens, max_steps * max_step_tokens)
         children = generate_rollouts(
-            model, tokenizer, children, sampling, max_new_tokens=room, stop_at_step=True, progress=progress
+            model, processor, children, sampling, max_new_tokens=room, stop_at_step=True, progress=progress
         )
         generated_tokens += sum(len(c.token_ids) - n for c, n in zip(children, before))
         unique = {}
@@ -678,10 +688,7 @@ def step_search(
     ]
     if progress_callback is not None:
         progress_callback("score", len(candidates), len(candidates))
-    result = summarize(question, candidates)
-    result["generated_tokens"] = generated_tokens
-    result["rounds"] = rounds
-    return result
+    return summarize(question, candidates, StepSearchResult, generated_tokens=generated_tokens, rounds=rounds)
 
 
 __all__ = [

@@ -3,8 +3,9 @@ head on its hidden states), as MetaStone-S1's self-supervised process reward mod
 
 The one path every score takes::
 
-    text -> steps.segment / steps.build_trace   (steps and the token where each score is read)
-         -> backbone forward                      (features of `feature_layer` captured by a hook, only there)
+    text -> processing_sprm.SPRMProcessor       (steps.build_trace: steps and the token where each score is read)
+         -> backbone forward up to `feature_layer` (captured by a hook there; the layers above it, the final
+                                                   norm and the LM head are not run, see `forward`)
          -> SPRMHead                               (Linear(c, 2c) ReLU Dropout Linear(2c, 1) -> step logits)
          -> sigmoid -> aggregation                 (step scores -> solution score)
 
@@ -19,7 +20,7 @@ import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,7 +30,6 @@ from transformers.utils import ModelOutput
 from .aggregation import aggregate
 from .backbones import resolve_backbone, weights_fingerprint
 from .configuration_sprm import SPRMConfig
-from .steps import EncodedTrace
 
 AUTO_MAP = {
     "AutoConfig": "configuration_sprm.SPRMConfig",
@@ -43,6 +43,23 @@ HEAD_PREFIX = "score_head."
 # from_pretrained arguments that concern loading the backbone of a head-only checkpoint
 _BACKBONE_LOAD_KWARGS = ("dtype", "torch_dtype", "quantization_config", "device_map", "attn_implementation", "max_memory")
 _HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
+
+
+def _right_padded(attention_mask: torch.Tensor | None) -> bool:
+    """Whether a ``[batch, tokens]`` mask is ones then zeros in every row (padding only on the right)."""
+    if attention_mask is None or attention_mask.dim() != 2:
+        return False
+    return bool((attention_mask[:, 1:] <= attention_mask[:, :-1]).all())
+
+
+def _checkpointing(model: nn.Module) -> bool:
+    """Whether activation (gradient) checkpointing is on in ``model`` (transformers 5 renamed the flag)."""
+    return any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
+
+
+class FeatureLayerReached(Exception):
+    """Raised by the feature-layer hook of a scoring forward to end the backbone's forward there (the
+    architecture-independent way to skip the layers above it: no copy of any model's forward loop)."""
 
 
 class SPRMHead(nn.Sequential):
@@ -94,7 +111,6 @@ class SPRMOutput(ModelOutput):
     """Output of [`SPRMForStepScoring`].
 
     Args:
-        loss (`torch.FloatTensor` of shape `()`, *optional*): the loss, when labels and a `loss_fn` are given.
         logits (`torch.FloatTensor` of shape `(batch, seq_len, vocab)`, *optional*): LM logits (generation mode, or
             `return_lm_logits=True`).
         step_logits (`torch.FloatTensor` of shape `(batch, num_steps)`): head logits, 0 where `step_mask` is False.
@@ -106,7 +122,6 @@ class SPRMOutput(ModelOutput):
         cache, hidden_states, attentions: as returned by the backbone.
     """
 
-    loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     step_logits: torch.FloatTensor | None = None
     step_scores: torch.FloatTensor | None = None
@@ -179,9 +194,10 @@ class SPRMForStepScoring(PreTrainedModel, GenerationMixin):
         return layers[k - 1] if isinstance(layers, nn.ModuleList) and len(layers) == n else None
 
     @contextlib.contextmanager
-    def capture_features(self):
+    def capture_features(self, stop: bool = False):
         """Context manager that records the feature layer's output of every backbone forward in a list, e.g.
-        during `generate()`: each entry is ``[batch, new_tokens, hidden]``. Only the feature layer is kept."""
+        during `generate()`: each entry is ``[batch, new_tokens, hidden]``. Only the feature layer is kept. With
+        ``stop=True`` the forward ends right there, by raising `FeatureLayerReached` (see `forward`)."""
         module = self.feature_module()
         if module is None:
             raise NotImplementedError(
@@ -191,6 +207,8 @@ class SPRMForStepScoring(PreTrainedModel, GenerationMixin):
 
         def hook(_module, _inputs, output):
             captured.append(output[0] if isinstance(output, tuple) else output)
+            if stop:
+                raise FeatureLayerReached
 
         handle = module.register_forward_hook(hook)
         try:
@@ -228,9 +246,7 @@ class SPRMForStepScoring(PreTrainedModel, GenerationMixin):
         step_positions: torch.LongTensor | None = None,
         step_features: torch.FloatTensor | None = None,
         step_mask: torch.BoolTensor | None = None,
-        outcome_labels: torch.FloatTensor | None = None,
-        step_labels: torch.FloatTensor | None = None,
-        loss_fn: Callable[..., torch.Tensor] | None = None,
+        step_starts: torch.LongTensor | None = None,
         feature_grad_scale: float | None = None,
         return_lm_logits: bool | None = None,
         return_step_features: bool = False,
@@ -250,9 +266,11 @@ class SPRMForStepScoring(PreTrainedModel, GenerationMixin):
         backbone's causal LM (what `generate()` calls); `logits` and `cache` are returned. Other keyword
         arguments go to the backbone unchanged.
 
+        Losses are computed by the caller from `step_logits` and `step_mask` (see `modeling_sprm.training.losses`).
+
         Args:
-            outcome_labels (`[batch]`, floats in [0, 1]) / step_labels (`[batch, num_steps]`): passed with
-                `step_logits` and `step_mask` to `loss_fn`, which returns the loss (see `modeling_sprm.losses`).
+            step_starts (`[batch, num_steps]`, *optional*): the first token of each step (-1 for padding), as
+                `SPRMProcessor` pads it; the head reads one token per step and does not use it.
             feature_grad_scale (`float`, *optional*): scale the gradient flowing from the head into the backbone
                 (MetaStone-S1 uses 1e-4) without changing the forward value.
             return_lm_logits (`bool`, *optional*): also compute LM logits in scoring mode (for a joint LM loss).
@@ -264,22 +282,41 @@ class SPRMForStepScoring(PreTrainedModel, GenerationMixin):
         if step_features is None:
             if input_ids is None and inputs_embeds is None:
                 raise ValueError("give input_ids (or inputs_embeds), or precomputed step_features")
+            if scoring and use_cache is None and cache is None:
+                use_cache = False  # a scoring forward has no next token: no KV cache to build
             module = self.feature_module() if scoring else None
             use_hidden_states = bool(output_hidden_states) or (scoring and module is None)
-            with self.capture_features() if (scoring and module is not None) else contextlib.nullcontext() as captured:
-                backbone_out = self.backbone(
-                    input_ids=input_ids,
-                    attention_mask=attention_mask,
-                    position_ids=position_ids,
-                    cache=cache,
-                    inputs_embeds=inputs_embeds,
-                    use_cache=use_cache,
-                    logits_to_keep=logits_to_keep if want_lm else 1,
-                    output_hidden_states=use_hidden_states,
-                    output_attentions=output_attentions,
-                    return_dict=True,
-                    **kwargs,
-                )
+            # Stop at the feature layer when nothing above it is asked for. The backbone's own forward still
+            # computes the masks, position ids and device moves (any architecture, quantized or device_map'ed);
+            # only the layers above the feature layer, the final norm and the LM head are skipped. Not under
+            # gradient checkpointing, whose recomputation would run the hooked layer again.
+            stop = (
+                module is not None
+                and not (want_lm or use_hidden_states or output_attentions or use_cache)
+                and not (torch.is_grad_enabled() and _checkpointing(self.backbone))
+            )
+            if stop and cache is None and position_ids is None and _right_padded(attention_mask):
+                # Causal attention never looks right, so right padding cannot change a real token's features: without
+                # the mask, attention takes its fast causal kernel instead of a masked one (same features).
+                attention_mask = None
+            with self.capture_features(stop) if module is not None else contextlib.nullcontext() as captured:
+                try:
+                    backbone_out = self.backbone(
+                        input_ids=input_ids,
+                        attention_mask=attention_mask,
+                        position_ids=position_ids,
+                        cache=cache,
+                        inputs_embeds=inputs_embeds,
+                        use_cache=use_cache,
+                        logits_to_keep=logits_to_keep if want_lm else 1,
+                        output_hidden_states=use_hidden_states,
+                        output_attentions=output_attentions,
+                        return_dict=True,
+                        **kwargs,
+                    )
+                except FeatureLayerReached:
+                    if not stop:
+                        raise
             if scoring:
                 if step_positions.dim() != 2:
                     raise ValueError(f"step_positions must be [batch, num_steps], got {tuple(step_positions.shape)}")
@@ -310,12 +347,6 @@ class SPRMForStepScoring(PreTrainedModel, GenerationMixin):
         out.step_mask = step_mask
         if return_step_features:
             out.step_features = step_features
-        if outcome_labels is not None or step_labels is not None:
-            if loss_fn is None:
-                raise ValueError("labels were given without a loss_fn (see modeling_sprm.losses)")
-            out.loss = loss_fn(
-                step_logits=out.step_logits, step_mask=step_mask, outcome_labels=outcome_labels, step_labels=step_labels
-            )
         return out
 
     # -- construction, saving and loading -----------------------------------------------------------------------
@@ -398,8 +429,10 @@ class SPRMForStepScoring(PreTrainedModel, GenerationMixin):
         if not isinstance(config, SPRMConfig):
             config = SPRMConfig.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
         if not config.head_only:
-            return super().from_pretrained(pretrained_model_name_or_path, *model_args, config=config, **kwargs)
-        return cls._from_head_only(pretrained_model_name_or_path, config, hub_kwargs, kwargs)
+            model = super().from_pretrained(pretrained_model_name_or_path, *model_args, config=config, **kwargs)
+        else:
+            model = cls._from_head_only(pretrained_model_name_or_path, config, hub_kwargs, kwargs)
+        return model._refuse_non_finite_weights(pretrained_model_name_or_path)
 
     @classmethod
     def _from_head_only(cls, path, config: SPRMConfig, hub_kwargs: dict, kwargs: dict) -> "SPRMForStepScoring":
@@ -437,24 +470,14 @@ class SPRMForStepScoring(PreTrainedModel, GenerationMixin):
         model.config.name_or_path = str(path)
         return model.eval()
 
-
-def pad_traces(traces: Sequence[EncodedTrace], pad_token_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad encoded traces into `input_ids`, `attention_mask` (`[batch, max_tokens]`) and `step_positions`
-    (`[batch, max_steps]`, -1 for padding and for steps cut off by truncation)."""
-    if not traces:
-        raise ValueError("no traces to pad")
-    max_tokens = max(len(t.input_ids) for t in traces)
-    max_steps = max(1, max(len(t.steps) for t in traces))
-    input_ids = torch.full((len(traces), max_tokens), int(pad_token_id), dtype=torch.long)
-    attention_mask = torch.zeros((len(traces), max_tokens), dtype=torch.long)
-    step_positions = torch.full((len(traces), max_steps), -1, dtype=torch.long)
-    for i, trace in enumerate(traces):
-        input_ids[i, : len(trace.input_ids)] = torch.tensor(trace.input_ids, dtype=torch.long)
-        attention_mask[i, : len(trace.input_ids)] = 1
-        for j, position in enumerate(trace.positions):
-            if position is not None:
-                step_positions[i, j] = position
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "step_positions": step_positions}
+    # -- load-time checks ---------------------------------------------------------------------------------------
+    def _refuse_non_finite_weights(self, path) -> "SPRMForStepScoring":
+        """``self``, or a ValueError naming the first weight holding NaN or infinity: such a model scores every
+        step NaN, which reads as "no error". (Quantized weights are integers: nothing to check.)"""
+        for name, tensor in [*self.named_parameters(), *self.named_buffers()]:
+            if tensor.is_floating_point() and tensor.device.type != "meta" and not torch.isfinite(tensor).all():
+                raise ValueError(f"{path} holds non-finite weights (NaN or infinity) in {name}; expected finite ones")
+        return self
 
 
 def _copy_pipeline_code(save_directory: Path) -> None:
@@ -468,4 +491,17 @@ def _copy_pipeline_code(save_directory: Path) -> None:
             shutil.copy(path, save_directory / Path(path).name)
 
 
-__all__ = ["SPRMForStepScoring", "SPRMHead", "SPRMOutput", "pad_traces"]
+def __getattr__(name: str):
+    if name == "pad_traces":  # moved to processing_sprm
+        warnings.warn(
+            "modeling_sprm.modeling_sprm.pad_traces moved to modeling_sprm.processing_sprm.pad_traces",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        from .processing_sprm import pad_traces
+
+        return pad_traces
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["SPRMForStepScoring", "SPRMHead", "SPRMOutput"]

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 SCORE_SPANS = ("think", "response", "both")
@@ -94,7 +94,8 @@ class Step:
 class EncodedTrace:
     """A text ready for the backbone: tokens, its steps, and the read position of each step.
 
-    ``positions[i]`` is the token index of ``steps[i]``, or ``None`` when truncation cut that step off.
+    ``positions[i]`` is the token index of ``steps[i]``, or ``None`` when truncation cut that step off;
+    ``starts[i]`` the index of the step's first token (``None`` where ``positions[i]`` is).
     """
 
     text: str
@@ -104,6 +105,7 @@ class EncodedTrace:
     truncated: bool
     num_tokens: int  # before truncation
     solution_start: int = 0  # character where the scored region (the solution) starts
+    starts: list[int | None] = field(default_factory=list)
 
     @property
     def scored_positions(self) -> list[int]:
@@ -308,14 +310,16 @@ def encode(
     input_ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
     if offsets:
         positions: list[int | None] = list(read_positions(offsets, [s.anchor for s in steps], rules.score_offset))
+        starts: list[int | None] = list(read_positions(offsets, [s.start for s in steps], 0))
     else:
-        positions = [None] * len(steps)
+        positions, starts = [None] * len(steps), [None] * len(steps)
     num_tokens = len(input_ids)
     truncated = max_length is not None and num_tokens > max_length
     if truncated:
         input_ids = input_ids[:max_length]
         positions = [p if p is not None and p < max_length else None for p in positions]
-    return EncodedTrace(text, input_ids, steps, positions, truncated, num_tokens, solution_start)
+    starts = [s if p is not None else None for s, p in zip(starts, positions)]
+    return EncodedTrace(text, input_ids, steps, positions, truncated, num_tokens, solution_start, starts)
 
 
 # ----------------------------------------------------------------------------------------------------------------

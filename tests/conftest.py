@@ -72,6 +72,15 @@ def make_tiny_backbone(vocab_size: int, pad_token_id: int | None = None, seed: i
     return LlamaForCausalLM(LlamaConfig(**kwargs, tie_word_embeddings=True)).eval()
 
 
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory, smollm2_tokenizer) -> Path:
+    """`make_tiny_backbone` saved with SmolLM2's tokenizer: a folder `--model` and `from_backbone` take."""
+    path = tmp_path_factory.mktemp("tiny-backbone")
+    make_tiny_backbone(len(smollm2_tokenizer), smollm2_tokenizer.pad_token_id).save_pretrained(path)
+    smollm2_tokenizer.save_pretrained(path)
+    return path
+
+
 @pytest.fixture
 def tiny_sprm(smollm2_tokenizer):
     """A tiny random SPRM with SmolLM2's real tokenizer: ``(model, tokenizer)``."""

@@ -15,7 +15,7 @@ from transformers import AutoTokenizer
 from transformers import logging as hf_logging
 
 from modeling_sprm import SPRMForStepScoring
-from modeling_sprm.trainer import SPRMTrainer, SPRMTrainingArguments
+from modeling_sprm.training import SPRMTrainer, SPRMTrainingArguments
 
 
 def records(n: int = 16) -> list[dict]:

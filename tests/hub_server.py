@@ -4,7 +4,8 @@ It implements the endpoints `huggingface_hub` 2.x uses to create repos, upload f
 base64: the preupload answer is always ``uploadMode: "regular"``, so no LFS or Xet storage is involved) and
 download them again (``from_pretrained``, ``pipeline``, ``hf_hub_download``):
 
-* ``GET /api/whoami-v2``, ``GET /api/agent-harnesses``, ``POST /api/validate-yaml``
+* ``GET /api/whoami-v2``, ``GET /api/agent-harnesses``, ``POST /api/validate-yaml`` (the Hub's card rules:
+  `card_errors`; huggingface_hub asks it before every upload of a ``README.md``)
 * ``POST /api/repos/create`` (409 when the repo exists), ``POST /api/spaces/{ns}/{name}/variables``
 * ``POST /api/{type}s/{ns}/{name}/preupload/{rev}``, ``POST /api/{type}s/{ns}/{name}/commit/{rev}`` (NDJSON)
 * ``GET /api/{type}s/{ns}/{name}[/revision/{rev}]``, ``GET /api/{type}s/{ns}/{name}/tree/{rev}[/{path}]``,
@@ -21,6 +22,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import shutil
 import threading
 import time
@@ -33,6 +35,54 @@ from fastapi.responses import JSONResponse
 
 REPO_TYPES = {"models": "model", "datasets": "dataset", "spaces": "space"}
 SPACE_SDKS = ("gradio", "docker", "static", "streamlit")
+# The Hub's card rules (https://huggingface.co/docs/hub/model-cards, .../spaces-config-reference), as enforced here.
+SPACE_COLORS = ("red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray")
+SHORT_DESCRIPTION_MAX = 60
+PIPELINE_TAGS = (  # the Hub's task ids (a subset: the text ones and a few others)
+    "text-classification", "token-classification", "table-question-answering", "question-answering",
+    "zero-shot-classification", "translation", "summarization", "feature-extraction", "text-generation",
+    "fill-mask", "sentence-similarity", "text-ranking", "image-classification", "text-to-image", "other",
+)
+REPO_ID = re.compile(r"^(?:[\w.-]+/)?[\w.-]+$")
+
+
+def card_errors(metadata, repo_type: str) -> list[str]:
+    """What the Hub refuses in a card's YAML front matter (the rules this server enforces on upload)."""
+    if not isinstance(metadata, dict):
+        return ["the metadata must be a mapping"]
+    errors = []
+
+    def repo_ids(key: str) -> None:
+        value = metadata.get(key)
+        if value is None:
+            return
+        values = [value] if isinstance(value, str) else value
+        if not isinstance(values, list) or not all(isinstance(v, str) and REPO_ID.match(v) for v in values):
+            errors.append(f'"{key}" must be a repo id or a list of repo ids, got {value!r}')
+
+    for key in ("license", "library_name", "title", "emoji", "app_file", "sdk_version", "python_version"):
+        if key in metadata and not isinstance(metadata[key], str):
+            errors.append(f'"{key}" must be a string')
+    if "tags" in metadata and not (isinstance(metadata["tags"], list) and all(isinstance(t, str) for t in metadata["tags"])):
+        errors.append('"tags" must be a list of strings')
+    repo_ids("datasets")
+    if repo_type == "model":
+        repo_ids("base_model")
+        if "pipeline_tag" in metadata and metadata["pipeline_tag"] not in PIPELINE_TAGS:
+            errors.append(f'"pipeline_tag" must be a Hub task, got {metadata["pipeline_tag"]!r}')
+        if "model-index" in metadata and not isinstance(metadata["model-index"], list):
+            errors.append('"model-index" must be a list')
+    if repo_type == "space":
+        repo_ids("models")
+        if metadata.get("sdk") not in SPACE_SDKS:
+            errors.append(f'"sdk" must be one of {SPACE_SDKS}')
+        description = metadata.get("short_description")
+        if description is not None and (not isinstance(description, str) or len(description) > SHORT_DESCRIPTION_MAX):
+            errors.append(f'"short_description" must be a string of at most {SHORT_DESCRIPTION_MAX} characters')
+        for key in ("colorFrom", "colorTo"):
+            if key in metadata and metadata[key] not in SPACE_COLORS:
+                errors.append(f'"{key}" must be one of {SPACE_COLORS}')
+    return errors
 
 
 def _error(status: int, message: str, code: str | None = None) -> JSONResponse:
@@ -130,10 +180,7 @@ def create_app(root: Path, tokens: dict[str, str]) -> FastAPI:
                 metadata = yaml.safe_load(content.split("---", 2)[1]) or {}
             except (yaml.YAMLError, IndexError) as err:
                 metadata, errors = {}, [{"message": f"invalid YAML: {err}"}]
-            if repo_type == "space" and metadata.get("sdk") not in SPACE_SDKS:
-                errors.append({"message": f'"sdk" must be one of {SPACE_SDKS}'})
-            if "model-index" in metadata and not isinstance(metadata["model-index"], list):
-                errors.append({"message": '"model-index" must be a list'})
+            errors += [{"message": message} for message in card_errors(metadata, repo_type)]
         if errors:
             return JSONResponse({"errors": errors, "warnings": []}, status_code=400)
         return {"errors": [], "warnings": []}

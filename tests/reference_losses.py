@@ -1,4 +1,4 @@
-"""A second implementation of the training losses (modeling_sprm.losses), written plainly from their docstrings:
+"""A second implementation of the training losses (modeling_sprm.training.losses), written plainly from their docstrings:
 Python floats and loops, no torch. Tests compare the package's tensors with these numbers; the two share no code.
 
 Each function takes nested lists: ``logits[b][i]``, ``mask[b][i]`` (bool), ``outcomes[b]`` (y in [0, 1]),

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from modeling_sprm.aggregation import aggregate
+from modeling_sprm.aggregation import aggregate, aggregate_scores, first_error_step
 
 SCORES = torch.tensor([[0.9, 0.5, 0.2, 0.0], [0.8, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
 MASK = torch.tensor([[True, True, True, False], [True, False, False, False], [False, False, False, False]])
@@ -68,3 +68,20 @@ def test_aggregations_ignore_padding_anywhere(method, row0):
     assert out[0].item() == pytest.approx(row0, rel=1e-6)
     assert out[1].item() == pytest.approx(0.3, rel=1e-6)
     assert out[2].item() == 0.25
+
+
+def test_aggregate_scores_of_one_solution_by_hand():
+    assert aggregate_scores([0.25, 1.0], "geometric_mean", 0.0) == pytest.approx(0.5)
+    assert aggregate_scores([0.25, None, 1.0], "min", 0.0) == pytest.approx(0.25)  # a cut step is skipped
+    assert aggregate_scores([0.2, 0.4], "mean", 0.0) == pytest.approx(0.3)
+    assert aggregate_scores([0.5, 0.5], "product", 0.0) == pytest.approx(0.25)
+    assert aggregate_scores([0.9, 0.1], "last", 0.0) == pytest.approx(0.1)
+    assert aggregate_scores([], "geometric_mean", 0.7) == pytest.approx(0.7)
+    assert aggregate_scores([None], "mean", 0.3) == pytest.approx(0.3)
+
+
+def test_first_error_step_is_strictly_below_the_threshold():
+    assert first_error_step([0.9, 0.5, 0.2], 0.5) == 2  # a score equal to the threshold is not an error
+    assert first_error_step([0.9, None, 0.4], 0.5) == 2  # a cut step is skipped
+    assert first_error_step([0.9, 0.8], 0.5) is None
+    assert first_error_step([], 0.5) is None

@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from modeling_sprm.arithmetic import Problem, grade_steps, make_problem, make_problems, parse_equation
+from benchmarks.selfgen.arithmetic import Problem, grade_steps, make_problem, make_problems, parse_equation
 
 
 def test_problems_are_valid_chains():

@@ -75,3 +75,28 @@ def test_bad_steps_json(saved_tiny, tmp_path):
     bad.write_text(json.dumps({"steps": ["a"]}))
     out = sprm("score", "--model", str(saved_tiny), "--question", QUESTION, "--steps-json", str(bad))
     assert out.returncode == 2 and "list of strings" in out.stderr
+
+
+def test_a_config_file_gives_the_flags_and_the_command_line_wins(saved_tiny, tmp_path):
+    config = tmp_path / "score.yaml"
+    config.write_text(f"model: {saved_tiny}\nquestion: {json.dumps(QUESTION)}\nsolution: {json.dumps(SOLUTION)}\n"
+                      "json: true\nthreshold: 0.0\n")
+    from_file = sprm("score", str(config))
+    assert from_file.returncode == 0, from_file.stderr
+    result = json.loads(from_file.stdout)
+    assert result["model"] == str(saved_tiny) and result["first_error_step"] is None  # threshold 0: no error
+    overridden = sprm("score", "--config", str(config), "--threshold", "1.0")
+    assert overridden.returncode == 0, overridden.stderr
+    assert json.loads(overridden.stdout)["first_error_step"] == 0
+    config.write_text("quesiton: typo\n")
+    bad = sprm("score", str(config), "--solution", "x")
+    assert bad.returncode == 2 and "unknown keys ['quesiton']" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_help_lists_the_commands_and_the_shared_model_flags():
+    top = sprm("--help")
+    assert top.returncode == 0 and all(c in top.stdout for c in ("score", "bon", "search", "eval", "train"))
+    score = sprm("score", "--help")
+    for flag in ("--solution-file", "--steps-json", "--quantization", "--device", "--dtype", "--device_map", "--config"):
+        assert flag in score.stdout, flag
+    assert sprm("nope").returncode == 2

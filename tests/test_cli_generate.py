@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from conftest import ROOT
-from modeling_sprm.cli import main
+from modeling_sprm.apps.cli import main
 
 QUESTION = "Tom has 3 apples and buys 4 more. How many apples does he have?"
 

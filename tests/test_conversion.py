@@ -13,8 +13,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from modeling_sprm import conversion
-from modeling_sprm.conversion import ConversionError
+from modeling_sprm.apps import conversion
+from modeling_sprm.apps.conversion import ConversionError
 
 ROOT = Path(__file__).resolve().parents[1]
 # Qwen2's pre-tokenizer pattern: punctuation keeps the newlines after it, so ".\n\n" becomes one merged token.
@@ -262,7 +262,7 @@ def test_export_warns_when_step_rules_differ(tmp_path, converted_metastone):
 def test_metastone_to_a_bf16_backbone(tmp_path, metastone_folder, converted_metastone):
     """`--dtype bfloat16` stores the backbone in bf16; the head stays float32; scores move by bf16 rounding only."""
     from modeling_sprm import SPRMForStepScoring
-    from modeling_sprm.cli import main
+    from modeling_sprm.apps.cli import main
 
     main(["convert", "metastone", str(metastone_folder), str(tmp_path / "bf16"), "--dtype", "bfloat16"])
     model = SPRMForStepScoring.from_pretrained(tmp_path / "bf16")
@@ -534,7 +534,7 @@ def test_one_pipeline_compares_prm_families(converted_metastone, tmp_path, reaso
 
 
 def test_cli_convert_and_scripts(tmp_path, metastone_folder, capsys):
-    from modeling_sprm.cli import main
+    from modeling_sprm.apps.cli import main
 
     main(["convert", "metastone", str(metastone_folder), str(tmp_path / "sprm")])
     assert (tmp_path / "sprm" / "model.safetensors").is_file()

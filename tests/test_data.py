@@ -324,7 +324,9 @@ def test_outcome_from_saved_datasets(tmp_path):
     assert both_kinds[1]["steps"] == ["a.", "b."] and both_kinds[1]["first_error"] == 1
     dd = datasets.DatasetDict({"train": datasets.Dataset.from_list(rows), "test": datasets.Dataset.from_list(rows[:1])})
     dd.save_to_disk(str(tmp_path / "dict"))
-    both = load_outcome(str(tmp_path / "dict"))
+    with pytest.raises(DataFormatError, match=r"dict has several splits \['test', 'train'\]: choose one with --split"):
+        load_outcome(str(tmp_path / "dict"))  # never merged silently
+    both = load_outcome(str(tmp_path / "dict"), splits=["test", "train"])
     assert [r["id"] for r in both] == ["test-0", "train-0", "train-1"]
     assert [r["group"] for r in load_outcome(str(tmp_path / "dict"), splits=["train"])] == ["train", "train"]
     with pytest.raises(DataFormatError, match=r"no split 'dev'"):
@@ -335,7 +337,6 @@ def test_outcome_errors(tmp_path):
     good = {"question": "Q?", "steps": ["a", "b"], "label": 1}
     cases = [
         ({"steps": ["a"], "label": 1}, "missing field 'question'"),
-        ({"question": "Q?", "steps": ["a"]}, "missing field 'label'"),
         ({"question": "Q?", "label": 1}, "exactly one of the fields 'steps' and 'solution'"),
         ({**good, "solution": "x"}, "exactly one of the fields 'steps' and 'solution'"),
         ({**good, "label": 1.5}, "field 'label' must be 0/1, true/false or a number in \\[0, 1\\], got 1.5"),
@@ -353,11 +354,14 @@ def test_outcome_errors(tmp_path):
         write_jsonl(tmp_path / "data.jsonl", [good, row])
         with pytest.raises(DataFormatError, match=rf"data.jsonl row 1: {message}"):
             load_outcome(str(tmp_path / "data.jsonl"))
+    (tmp_path / "data.txt").write_text("question,label\n")
+    with pytest.raises(DataFormatError, match="expected a .jsonl, .json, .csv, .parquet file"):
+        load_outcome(str(tmp_path / "data.txt"))
     (tmp_path / "data.csv").write_text("question,label\n")
-    with pytest.raises(DataFormatError, match="expected a .jsonl or .json file"):
+    with pytest.raises(DataFormatError, match="data.csv: cannot be read as csv"):
         load_outcome(str(tmp_path / "data.csv"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="holds no .jsonl files"):
+    with pytest.raises(FileNotFoundError, match="holds no .jsonl, .csv, .parquet files"):
         load_outcome(str(tmp_path / "empty"))
 
 
@@ -384,7 +388,6 @@ def test_trl_fixture():
 def test_trl_errors(tmp_path):
     good = {"prompt": "Q?", "completions": ["a", "b"], "labels": [True, False]}
     cases = [
-        ({"prompt": "Q?", "completions": ["a"]}, "missing field 'labels'"),
         ({**good, "completions": []}, "field 'completions' must be a non-empty list"),
         ({**good, "labels": [True]}, "field 'labels' must be a list with one label per completion \\(2\\)"),
         ({**good, "labels": [True, 2]}, "field 'labels\\[1\\]' must be 0/1"),
@@ -427,3 +430,82 @@ def test_bbm_null_answer_counts_as_wrong(tmp_path):
     (tmp_path / "word_sorting.jsonl").write_text(json.dumps(row) + "\n")
     [record] = load_bbm(str(tmp_path), tasks=["word_sorting"])
     assert record["outcome_label"] == 0.0 and record["first_error"] == -1
+
+
+# -- through `datasets`: every file kind, exact values, splits -----------------------------------------------------
+
+
+def test_csv_parquet_jsonl_and_json_give_the_same_records(tmp_path):
+    import datasets
+
+    rows = [{"question": "What is 2 + 3?", "solution": "2 + 3 = 5.", "label": 0.7},
+            {"question": "What is 2 + 4?", "solution": "2 + 4 = 7.", "label": 0.1}]
+    table = datasets.Dataset.from_list(rows)
+    table.to_csv(str(tmp_path / "d.csv"))
+    table.to_parquet(str(tmp_path / "d.parquet"))
+    write_jsonl(tmp_path / "d.jsonl", rows)
+    (tmp_path / "d.json").write_text(json.dumps(rows))
+    loaded = [load_outcome(str(tmp_path / f"d.{ext}")) for ext in ("csv", "parquet", "jsonl", "json")]
+    assert all(records == loaded[0] for records in loaded)
+    assert [r["outcome_label"] for r in loaded[0]] == [0.7, 0.1] and loaded[0][0]["id"] == "d-0"
+
+
+def test_floats_stay_exact_in_json_lists_and_mixed_type_rows(tmp_path):
+    # datasets' own path for these two cases parses floats with pandas' fast parser (0.7 -> 0.7000000000000001)
+    rows = [{"prompt": "Q?", "completions": ["a", "b", "c"], "labels": [1.0, 0.7, 0.2]},
+            {"prompt": "Q?", "completions": ["a", "b"], "labels": [True, False]}]
+    write_jsonl(tmp_path / "mixed.jsonl", rows)
+    (tmp_path / "list.json").write_text(json.dumps(rows))
+    for name in ("mixed.jsonl", "list.json"):
+        assert load_trl(str(tmp_path / name))[0]["step_labels"] == [1.0, 0.7, 0.2], name
+
+
+def test_split_everywhere_and_no_silent_merging(tmp_path, monkeypatch):
+    import datasets
+
+    rows = [{"question": "Q?", "solution": "a.", "label": 1}]
+    datasets.DatasetDict({"train": datasets.Dataset.from_list(rows * 2), "test": datasets.Dataset.from_list(rows)}
+                         ).save_to_disk(str(tmp_path / "dd"))
+    assert len(load_records(str(tmp_path / "dd"), "outcome", split="train")) == 2
+    assert len(load_records(str(tmp_path / "dd"), "outcome", split="train,test")) == 3
+    with pytest.raises(DataFormatError, match="several splits"):
+        load_records(str(tmp_path / "dd"), "outcome")
+    with pytest.raises(DataFormatError, match="one file, without splits"):
+        load_records(str(FIXTURES / "outcome" / "rollouts.jsonl"), "outcome", split="train")
+    assert {r["group"] for r in load_records(str(FIXTURES / "processbench"), "processbench", split="math")} == {"math"}
+    assert {r["group"] for r in load_records(str(FIXTURES / "bbm"), "bbm", split="word_sorting")} == {"word_sorting"}
+    assert {r["group"] for r in load_records(str(FIXTURES / "prmbench"), "prmbench", split="test")} <= {"test_p1", "test_p2"}
+
+    # A Hub id (the Hub cannot be reached here: its two calls answer from a saved DatasetDict instead).
+    saved = datasets.load_from_disk(str(tmp_path / "dd"))
+    monkeypatch.setattr(datasets, "get_dataset_split_names", lambda path, config=None: list(saved))
+    monkeypatch.setattr(datasets, "load_dataset", lambda path, config=None, split=None: saved[split])
+    with pytest.raises(DataFormatError, match=r"org/data has several splits \['test', 'train'\]: choose one"):
+        load_records("org/data", "outcome")
+    records = load_records("org/data", "outcome", split="test")
+    assert [r["id"] for r in records] == ["test-0"]
+
+
+def test_held_out_split_comes_from_datasets_and_is_seeded():
+    from modeling_sprm.training.script import split_records
+
+    records = [{"id": str(i)} for i in range(20)]
+    train, held = split_records(records, 0.25, seed=3)
+    assert len(held) == 5 and len(train) == 15 and {r["id"] for r in train}.isdisjoint(r["id"] for r in held)
+    assert [r["id"] for r in train] == sorted((r["id"] for r in train), key=int)  # input order kept
+    assert split_records(records, 0.25, seed=3) == (train, held) and split_records(records, 0.25, seed=4) != (train, held)
+    import datasets  # the same draw as datasets' own train_test_split over the indices
+
+    expected = datasets.Dataset.from_dict({"i": list(range(20))}).train_test_split(test_size=5, seed=3)["test"]["i"]
+    assert sorted(int(r["id"]) for r in held) == sorted(expected)
+    with pytest.raises(ValueError, match="cannot hold out"):
+        split_records(records[:1], 0.5, seed=0)
+
+
+def test_rows_without_labels_load_for_scoring(tmp_path):
+    write_jsonl(tmp_path / "o.jsonl", [{"question": "Q?", "steps": ["a"]}])
+    write_jsonl(tmp_path / "t.jsonl", [{"prompt": "Q?", "completions": ["a", "b"]}])
+    [outcome] = load_outcome(str(tmp_path / "o.jsonl"))
+    [trl] = load_trl(str(tmp_path / "t.jsonl"))
+    assert outcome["outcome_label"] is None and outcome["steps"] == ["a"]
+    assert (trl["step_labels"], trl["outcome_label"], trl["first_error"]) == (None, None, None)

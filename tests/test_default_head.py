@@ -7,7 +7,7 @@ import json
 import pytest
 from huggingface_hub import ModelCard
 
-from modeling_sprm import hub
+from modeling_sprm.apps import hub
 from modeling_sprm.configuration_sprm import SPRMConfig
 from modeling_sprm.loading import DEFAULT_HEAD_DIR, load_model_and_tokenizer, untrained_head_warning
 

@@ -87,7 +87,7 @@ def test_step_scores_of_two_fixed_solutions(default_model, name, steps):
 
 def test_step_scores_on_the_processbench_slice(default_model):
     from modeling_sprm.data import load_processbench
-    from modeling_sprm.evaluation import score_records
+    from modeling_sprm.evaluation.report import score_records
 
     model, tokenizer = default_model
     scored = score_records(model, tokenizer, load_processbench(str(SLICE)), batch_size=4)
@@ -97,7 +97,7 @@ def test_step_scores_on_the_processbench_slice(default_model):
 
 
 def test_sprm_eval_numbers_on_the_processbench_slice(smollm2_path, capsys):
-    from modeling_sprm.cli import main
+    from modeling_sprm.apps.cli import main
 
     main(["eval", "--data", str(SLICE), "--format", "processbench", "--json"])
     report = json.loads(capsys.readouterr().out)

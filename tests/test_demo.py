@@ -1,4 +1,4 @@
-"""The demo (modeling_sprm/demo.py, `sprm demo`): pure helpers, the scoring calls, the API through gradio_client
+"""The demo (modeling_sprm/apps/demo.py, `sprm demo`): pure helpers, the scoring calls, the API through gradio_client
 against the app served on 127.0.0.1, the `sprm demo` command, and the page in headless Chromium (Playwright)."""
 
 import contextlib
@@ -17,24 +17,22 @@ import pytest
 import torch
 from conftest import CHROMIUM, ROOT, cannot_run, make_tiny_backbone
 
-from modeling_sprm import cli
-from modeling_sprm.demo import (
+from modeling_sprm.apps import cli
+from modeling_sprm.aggregation import first_error_step
+from modeling_sprm.apps.demo import (
     DemoLimits,
     DemoScorer,
     build_demo,
     check_candidates,
     check_text,
-    first_below,
     gsm8k_solution,
     hub_model_url,
     launch,
     load_examples,
-    reaggregate,
     score_color,
     split_paragraphs,
     steps_html,
 )
-from modeling_sprm.pipeline_sprm import score_json
 
 QUESTION = "Tom has 3 boxes with 4 apples each. He eats 2 apples. How many apples are left?"
 SOLUTION = "Tom has 3 * 4 = 12 apples.\n\nHe eats 2, so 12 - 2 = 10 apples are left.\n\nThe answer is 10."
@@ -129,15 +127,6 @@ def test_split_paragraphs():
     assert split_paragraphs("one line\nsame step") == ["one line\nsame step"]
 
 
-def test_reaggregate_by_hand():
-    assert reaggregate([0.25, 1.0], "geometric_mean", 0.0) == pytest.approx(0.5)
-    assert reaggregate([0.25, None, 1.0], "min", 0.0) == pytest.approx(0.25)  # a cut step is skipped
-    assert reaggregate([0.2, 0.4], "mean", 0.0) == pytest.approx(0.3)
-    assert reaggregate([0.5, 0.5], "product", 0.0) == pytest.approx(0.25)
-    assert reaggregate([0.9, 0.1], "last", 0.0) == pytest.approx(0.1)
-    assert reaggregate([], "geometric_mean", 0.7) == pytest.approx(0.7)
-
-
 def test_score_color_scale():
     assert score_color(0.0) == "#d73027"
     assert score_color(0.5) == "#fee08b"
@@ -151,12 +140,11 @@ def test_score_color_scale():
 def test_steps_html_escapes_text_and_flags_the_first_error():
     steps = [{"text": "<script>alert(1)</script> 2 < 3.", "score": 0.9}, {"text": "x", "score": 0.2},
              {"text": "y", "score": None}]  # fmt: skip
-    page = steps_html(steps, first_below(steps, 0.5), 0.5)
+    page = steps_html(steps, first_error_step([s["score"] for s in steps], 0.5), 0.5)
     assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt; 2 &lt; 3." in page
     assert page.count("first predicted error") == 1
     assert 'sprm-first-error" data-index="1"' in page
     assert 'data-score="0.900000"' in page and "not scored" in page
-    assert first_below(steps, 0.1) is None
 
 
 def test_gsm8k_solution_format():
@@ -225,7 +213,7 @@ def test_score_api_returns_the_cli_json(tiny_client, tiny_folder, capsys):
     cli.main(["score", "--model", tiny_folder, "--question", QUESTION, "--solution", SOLUTION, "--json"])
     printed = json.loads(capsys.readouterr().out)
     assert api == printed
-    assert set(api) == {"steps", "score", "first_error_step", "model", "truncated", "no_steps"}
+    assert set(api) == {"steps", "score", "first_error_step", "model", "truncated", "no_steps", "unscored"}
     assert [s["text"] for s in api["steps"]] == [
         "Tom has 3 * 4 = 12 apples.", "He eats 2, so 12 - 2 = 10 apples are left.", "The answer is 10."
     ]
@@ -269,7 +257,8 @@ def test_space_readme_client_snippet_runs(tiny_app):
     assert 'Client("OWNER/SPACE-NAME")' in block
     namespace = {}
     exec(compile(block.replace("OWNER/SPACE-NAME", tiny_app[1]), "demo/README.md", "exec"), namespace)
-    assert set(namespace["result"]) == {"steps", "score", "first_error_step", "model", "truncated", "no_steps"}
+    assert set(namespace["result"]) == {"steps", "score", "first_error_step", "model", "truncated", "no_steps",
+                                        "unscored"}
 
 
 def test_queue_limits_and_no_file_access(tiny_app):
@@ -323,7 +312,7 @@ def test_sprm_demo_command_serves_the_app(tiny_folder):
 BEST_OF_N_KEYS = {"question", "candidates", "best", "ranking", "majority_answer", "sprm_answer", "weighted_answer",
                   "num_without_answer"}
 CANDIDATE_KEYS = {"text", "steps", "score", "answer", "truncated", "no_steps", "no_delimiter", "first_error_step",
-                  "num_tokens"}
+                  "num_tokens", "unscored"}
 
 
 def test_the_space_app_runs_with_a_tiny_model(tiny_folder):

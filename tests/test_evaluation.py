@@ -87,6 +87,13 @@ def test_vectorised_predictions_equal_the_loop():
         assert _first_below(scores, thresholds).tolist() == expected
 
 
+def test_ties_with_the_threshold_are_not_errors_in_either_rule():
+    scores = [0.75, 0.5, 0.25]
+    thresholds = np.array([0.25, 0.5, 0.75])
+    assert [predict_first_error(scores, t) for t in thresholds] == [-1, 2, 1]
+    assert _first_below(scores, thresholds).tolist() == [-1, 2, 1]
+
+
 # -- AUROC --------------------------------------------------------------------------------------------------------
 
 
@@ -262,7 +269,7 @@ def test_score_records_batched_equals_one_by_one(tiny_sprm):
 
 
 def run_cli(capsys, *args):
-    from modeling_sprm.cli import main
+    from modeling_sprm.apps.cli import main
 
     main(list(args))
     return capsys.readouterr()
@@ -387,3 +394,43 @@ def test_majority_vote_counts_votes_without_weights():
 def test_a_probability_of_one_shares_the_last_bin():
     # Both in bin 9: |mean label 0.5 - mean score 0.975| = 0.475 (apart they would give 0.5 * 1 + 0.5 * 0.05).
     assert expected_calibration_error([1.0, 0.95], [0, 1]) == pytest.approx(0.475)
+
+
+def test_the_evaluate_module_is_self_contained_and_a_valid_space(tmp_path):
+    """A copy of the metric folder, outside the package, loads with `evaluate.load` in a process where
+    `import modeling_sprm` fails: what a metric Space runs. Its card meets the Hub's Space rules."""
+    import shutil
+
+    import yaml
+    from hub_server import card_errors
+
+    folder = tmp_path / "sprm_processbench"
+    shutil.copytree(METRIC_PATH, folder, ignore=shutil.ignore_patterns("__pycache__", "__init__.py"))
+    script = ("import sys, json; sys.modules['modeling_sprm'] = None; import evaluate; "
+              "m = evaluate.load(sys.argv[1]); "
+              "print(json.dumps(m.compute(predictions=[[0.9, 0.2, 0.8], [0.7, 0.9]], references=[1, -1])))")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    run = subprocess.run([sys.executable, "-c", script, str(folder)], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert json.loads(run.stdout.strip().splitlines()[-1])["f1"] == 1.0
+    front = yaml.safe_load((folder / "README.md").read_text().split("---")[1])
+    assert card_errors(front, "space") == [] and (folder / front["app_file"]).is_file()
+
+
+def test_one_auroc_matches_mann_whitney_and_one_first_error_rule():
+    from scipy.stats import mannwhitneyu
+
+    from modeling_sprm.aggregation import first_error_step
+    from modeling_sprm.evaluation.sprm_processbench.processbench import first_below
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        scores = rng.integers(0, 5, size=30) / 4  # ties on purpose
+        labels = rng.integers(0, 2, size=30)
+        if 0 < labels.sum() < 30:
+            u = mannwhitneyu(scores[labels == 1], scores[labels == 0]).statistic
+            assert auroc(scores, labels) == pytest.approx(u / (labels.sum() * (30 - labels.sum())))
+        steps = [None if rng.random() < 0.2 else float(s) for s in rng.random(6)]
+        expected = first_error_step(steps, 0.4)
+        assert first_below(steps, 0.4) == (-1 if expected is None else expected)

@@ -1,10 +1,10 @@
-"""Cached step features (`modeling_sprm.features`): what is stored, the on-disk cache and its key."""
+"""Cached step features (`modeling_sprm.training.features`): what is stored, the on-disk cache and its key."""
 
 import pytest
 import torch
 
-from modeling_sprm.features import encode_record, extract_step_features
-from modeling_sprm.modeling_sprm import pad_traces
+from modeling_sprm.processing_sprm import SPRMProcessor
+from modeling_sprm.training.features import extract_step_features
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -21,16 +21,15 @@ def test_features_are_the_heads_inputs_at_the_step_positions(tiny_sprm):
     assert dataset["num_steps"] == [2, 3, 2] and dataset["num_scored_steps"] == [2, 3, 2]
     assert dataset["trace_truncated"] == [False, False, False]
     assert dataset["id"] == ["a", "b", "c"]  # the record fields are kept
-    traces = [encode_record(r, tokenizer, model) for r in RECORDS]
     with torch.no_grad():
-        out = model(**pad_traces(traces, tokenizer.pad_token_id), return_step_features=True)
+        out = model(**SPRMProcessor.from_model(model, tokenizer)(RECORDS), return_step_features=True)
     for i, row in enumerate(dataset.with_format("torch")):
         torch.testing.assert_close(row["step_features"], out.step_features[i][out.step_mask[i]], rtol=1e-5, atol=1e-6)
 
 
 def test_truncation_keeps_the_steps_inside_the_window(tiny_sprm):
     model, tokenizer = tiny_sprm
-    full = len(encode_record(RECORDS[1], tokenizer, model).input_ids)
+    full = len(SPRMProcessor.from_model(model, tokenizer).encode(RECORDS[1]).input_ids)
     dataset = extract_step_features(model, tokenizer, RECORDS[1:2], max_length=full - 3)
     assert dataset["trace_truncated"] == [True]
     assert dataset["num_steps"] == [3] and dataset["num_scored_steps"][0] < 3

@@ -21,7 +21,7 @@ from modeling_sprm.generation import (
     step_search,
     summarize,
 )
-from modeling_sprm.modeling_sprm import pad_traces
+from modeling_sprm.processing_sprm import pad_traces
 from modeling_sprm.steps import StepRules, read_positions
 
 QUESTION = "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of babysitting. How much did she earn?"

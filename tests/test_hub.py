@@ -15,8 +15,8 @@ from conftest import FIXTURES, ROOT, make_tiny_backbone
 from hub_server import HubServer
 from huggingface_hub import EvalResult, ModelCard, SpaceCard
 
-from modeling_sprm import hub
-from modeling_sprm.hub import HubError
+from modeling_sprm.apps import hub
+from modeling_sprm.apps.hub import HubError
 
 TOKEN, USER = "hf_test_alice", "alice"
 EVAL_FIXTURE = FIXTURES / "hub" / "eval_results.json"
@@ -118,7 +118,10 @@ def test_card_shows_the_result_json_and_round_trips(tmp_path):
     assert "`sprm train --fixture`" in loaded.text and "2026-01-01" in loaded.text
     assert "outcome labels only" in loaded.text
     assert "dequantized to float32" in loaded.text and loaded.data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct"
-    assert 'trust_remote_code=True' in loaded.text and 'pipeline_class=StepScoringPipeline' in loaded.text
+    assert 'trust_remote_code=True' in loaded.text and 'pipeline("step-scoring", model="alice/sprm")' in loaded.text
+    assert "pipeline_class" not in loaded.text  # by name: the package registers the task
+    assert loaded.data.pipeline_tag == "text-classification"
+    assert loaded.data.datasets == ["Qwen/ProcessBench", "openai/gsm8k"]  # from the results' dataset ids
     assert "2507.01951" in loaded.text and loaded.data.license == "apache-2.0"
     assert "spaces/alice/sprm-demo" in loaded.text
     # the head size is computed from the config: 2 * 64 * 64 + 4 * 64 + 1
@@ -188,7 +191,7 @@ def test_the_real_demo_folder_builds_a_space(tmp_path):
 
 
 def test_dry_run_writes_the_exact_repo_folders(tmp_path, trained_model, demo_dir, capsys):
-    from modeling_sprm.cli import main
+    from modeling_sprm.apps.cli import main
 
     out = tmp_path / "dry"
     main(["push", "--repo-id", "alice/sprm", "--space-id", "alice/sprm-demo", "--model", str(trained_model),
@@ -204,7 +207,11 @@ def test_dry_run_writes_the_exact_repo_folders(tmp_path, trained_model, demo_dir
         assert (model_dir / name).is_file(), name
         assert name in printed
     assert ModelCard.load(model_dir / "README.md").data.eval_results == hub.load_eval_results(EVAL_FIXTURE)
-    assert sorted(p.name for p in space_dir.iterdir()) == ["README.md", "app.py", "requirements.txt"]
+    wheel = next(space_dir.glob("modeling_sprm-*.whl"))  # the package, built from this checkout
+    assert sorted(p.name for p in space_dir.iterdir()) == sorted(["README.md", "app.py", "requirements.txt", wheel.name])
+    requirements = (space_dir / "requirements.txt").read_text().splitlines()
+    assert "gradio" in requirements and any(line.startswith("transformers") for line in requirements)
+    assert not any(line.startswith("modeling-sprm") for line in requirements)
     assert SpaceCard.load(space_dir / "README.md").data.sdk == "gradio"
     assert "nothing was uploaded" in printed and "hf upload alice/sprm" in printed
     # the folder is a complete checkpoint: it loads and scores like the model it came from
@@ -244,7 +251,7 @@ def test_cli_push_reports_a_taken_repo(trained_model, hub_server, online, monkey
     """`sprm push` as a user runs it: token and endpoint from the environment, a clear error, exit status 2."""
     from huggingface_hub import HfApi, constants
 
-    from modeling_sprm.cli import main
+    from modeling_sprm.apps.cli import main
 
     HfApi(endpoint=hub_server.url, token=TOKEN).create_repo("alice/cli-taken")
     monkeypatch.setattr(constants, "ENDPOINT", hub_server.url)  # what HF_ENDPOINT sets when huggingface_hub loads
@@ -270,10 +277,9 @@ FRESH_PROCESS = textwrap.dedent(
         scorer = pipeline(model=repo_id, trust_remote_code=True)
     else:  # the model card's "with the package" snippet: the package's classes, no remote code
         import modeling_sprm
-        from modeling_sprm import StepScoringPipeline
         from transformers import AutoModel, pipeline
         model = AutoModel.from_pretrained(repo_id)
-        scorer = pipeline("step-scoring", model=repo_id, pipeline_class=StepScoringPipeline)
+        scorer = pipeline("step-scoring", model=repo_id)  # a Hub id, by name, no remote code
     inputs = json.loads(sys.stdin.read())
     print(json.dumps({"model_class": type(model).__module__ + "." + type(model).__name__,
                       "pipeline_class": type(scorer).__module__ + "." + type(scorer).__name__,
@@ -313,9 +319,12 @@ def test_push_end_to_end(tmp_path, trained_model, hub_server, online):
     card = ModelCard.load(model_files["README.md"])
     assert card.data.eval_results == hub.load_eval_results(EVAL_FIXTURE)
     space_files = store.files("space", "alice/sprm-e2e-demo", space_meta["commits"][-1])
-    assert set(space_files) == {"README.md", "app.py", "requirements.txt"}
-    for name in ("app.py", "requirements.txt"):  # uploaded byte for byte
-        assert Path(space_files[name]).read_bytes() == (demo / name).read_bytes(), name
+    wheels = [name for name in space_files if name.startswith("modeling_sprm-") and name.endswith(".whl")]
+    assert len(wheels) == 1 and set(space_files) == {"README.md", "app.py", "requirements.txt", *wheels}
+    assert Path(space_files["app.py"]).read_bytes() == (demo / "app.py").read_bytes()  # uploaded byte for byte
+    # the demo's own requirements first, then the wheel's dependencies
+    demo_lines = (demo / "requirements.txt").read_text().splitlines()
+    assert Path(space_files["requirements.txt"]).read_text().splitlines()[: len(demo_lines)] == demo_lines
     space_card = SpaceCard.load(space_files["README.md"])
     assert space_card.data.app_file == "app.py" and space_card.data.models[0] == "alice/sprm-e2e"
     assert "## Use it from code" in space_card.text  # the real README's body, under the rendered metadata
@@ -351,3 +360,99 @@ def test_eval_result_objects_survive_the_hub(hub_server, online, tmp_path):
     assert ("POST", "/api/validate-yaml") in hub_server.requests
     path = api.hf_hub_download("alice/card-only", "README.md", cache_dir=tmp_path)
     assert ModelCard.load(path).data.eval_results == [EvalResult(**r) for r in json.loads(EVAL_FIXTURE.read_text())]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The Hub's card rules (enforced by the test server on upload) and a Space that installs without PyPI
+
+
+def test_the_shipped_cards_meet_the_hubs_rules():
+    from hub_server import card_errors
+
+    demo = ROOT / "demo"
+    space = hub.render_space_card(demo, "alice/sprm").data.to_dict()
+    assert card_errors(space, "space") == [] and len(space["short_description"]) <= 60
+    config = _tiny_config()
+    config.backbone_name_or_path = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    model = hub.render_model_card(config, "alice/sprm", hub.load_eval_results(ROOT / "modeling_sprm" / "default_head"
+                                                                            / "eval_results.json")).data.to_dict()
+    assert card_errors(model, "model") == []
+    assert model["pipeline_tag"] and model["datasets"] and model["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+@pytest.mark.parametrize(
+    "repo_type, field, value, message",
+    [
+        ("space", "short_description", "x" * 61, "at most 60 characters"),
+        ("space", "colorFrom", "teal", "colorFrom"),
+        ("model", "pipeline_tag", "step-scoring", "pipeline_tag"),
+        ("model", "datasets", "not a repo id!", "datasets"),
+    ],
+)
+def test_a_bad_card_fails_the_upload(tmp_path, trained_model, demo_dir, hub_server, online, repo_type, field, value,
+                                     message, monkeypatch):
+    from huggingface_hub import ModelCard, SpaceCard
+
+    card_class = SpaceCard if repo_type == "space" else ModelCard
+    render = card_class.from_template
+
+    def bad_card(card_data, *args, **kwargs):
+        setattr(card_data, field, value)
+        return render(card_data, *args, **kwargs)
+
+    monkeypatch.setattr(card_class, "from_template", bad_card)
+    rid = f"alice/bad-{repo_type}-{field.lower()}"
+    with pytest.raises(HubError, match=f"the Hub refused the {repo_type} card .*{message}"):
+        hub.push(rid, model=trained_model, space_id=f"{rid}-space" if repo_type == "space" else None,
+                 demo_dir=demo_dir, token=TOKEN,
+                 endpoint=hub_server.url, log=lambda _: None)
+
+
+def test_the_space_installs_the_package_from_its_wheel(tmp_path):
+    """What a Space does at start-up (demo/app.py): install the wheel `sprm push` put next to app.py, then import
+    the package from it, not from this checkout."""
+    wheel = hub.build_wheel(tmp_path / "wheel")
+    space = tmp_path / "space"
+    space.mkdir()
+    shutil.copy(ROOT / "demo" / "app.py", space / "app.py")
+    shutil.copy(wheel, space / wheel.name)
+    script = ("import sys; sys.path.insert(0, sys.argv[1]); import app; app.install_package_wheel(); "
+              "import modeling_sprm; print(modeling_sprm.__file__)")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(SPACE_ID="alice/sprm-demo", SPRM_CACHE=str(tmp_path / "cache"), PIP_NO_INDEX="1")
+    run = subprocess.run([sys.executable, "-c", script, str(space)], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip().startswith(str(tmp_path / "cache" / "site-packages"))
+
+
+def test_sprm_train_push_to_hub_publishes_the_package_card(tmp_path, smollm2_tokenizer, hub_server):
+    """`sprm train --push_to_hub` as a user runs it (a fresh process, HF_ENDPOINT at the test Hub): the repo gets the
+    head-only checkpoint and the package's card, with model-index from the experiment's eval_results.json."""
+    from conftest import FIXTURES as DATA
+
+    backbone = tmp_path / "backbone"
+    make_tiny_backbone(len(smollm2_tokenizer), smollm2_tokenizer.pad_token_id).save_pretrained(backbone)
+    smollm2_tokenizer.save_pretrained(backbone)
+    out = tmp_path / "head"
+    out.mkdir()
+    shutil.copy(EVAL_FIXTURE, out / hub.EVAL_RESULTS_FILE)  # what an experiment writes next to the head
+    env = dict(os.environ, HF_ENDPOINT=hub_server.url, HF_HUB_OFFLINE="0", HF_TOKEN=TOKEN, PYTHONPATH=str(ROOT),
+               OMP_NUM_THREADS="1", HF_HOME=str(tmp_path / "hf"))
+    run = subprocess.run(
+        [sys.executable, "-m", "modeling_sprm", "train", "--data", str(DATA / "processbench"), "--format",
+         "processbench", "--output", str(out), "--model", str(backbone), "--num_train_epochs", "1",
+         "--per_device_train_batch_size", "8", "--disable_tqdm", "true", "--save_strategy", "no", "--push_to_hub",
+         "--hub_model_id", "alice/trained-head", "--report_to", "none"],
+        capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    meta = hub_server.store.meta("model", "alice/trained-head")
+    files = hub_server.store.files("model", "alice/trained-head", meta["commits"][-1])
+    assert {"model.safetensors", "config.json", "README.md", "tokenizer.json"} <= set(files)
+    assert json.loads(files["config.json"].read_text())["head_only"] is True
+    card = ModelCard.load(files["README.md"])
+    assert "self-supervised process reward model" in card.text and "**head only**" in card.text
+    assert "fine-tuned version" not in card.text  # not the Trainer's generic card
+    assert card.data.eval_results == hub.load_eval_results(EVAL_FIXTURE)
+    assert card.data.pipeline_tag == "text-classification" and "sprm" in card.data.tags

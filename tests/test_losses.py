@@ -10,7 +10,7 @@ import pytest
 import reference_losses
 import torch
 
-from modeling_sprm.losses import (
+from modeling_sprm.training.losses import (
     LOSSES,
     asymmetric_spr_loss,
     first_error_loss,

@@ -13,7 +13,7 @@ from transformers import AutoModel, AutoModelForCausalLM, pipeline
 
 from conftest import make_tiny_backbone
 from modeling_sprm import SPRMConfig, SPRMForStepScoring, StepRules, build_trace
-from modeling_sprm.modeling_sprm import pad_traces
+from modeling_sprm.processing_sprm import pad_traces
 
 QUESTION = "Tom has 3 apples and buys 4 more. How many apples does he have?"
 SOLUTION = "Tom starts with 3 apples.\n\nHe buys 4 more, so 3 + 4 = 7.\n\nThe answer is 7."
@@ -88,21 +88,6 @@ def test_padding_does_not_change_scores(tiny_sprm):
     assert batched.step_mask[1].tolist() == [True, True, False]
     assert torch.allclose(alone.step_scores[0], batched.step_scores[1, :2], atol=1e-5)
     assert torch.allclose(alone.scores[0], batched.scores[1], atol=1e-5)
-
-
-def test_labels_need_a_loss_function(tiny_sprm):
-    model, tokenizer = tiny_sprm
-    _, batch = encode(model, tokenizer, question=QUESTION, solution=SOLUTION)
-    with pytest.raises(ValueError, match="loss_fn"):
-        model(**batch, outcome_labels=torch.tensor([1.0]))
-    seen = {}
-
-    def loss_fn(step_logits, step_mask, outcome_labels, step_labels):
-        seen.update(mask=step_mask, outcome=outcome_labels, steps=step_labels)
-        return step_logits[step_mask].sum()
-
-    out = model(**batch, outcome_labels=torch.tensor([1.0]), loss_fn=loss_fn)
-    assert out.loss is not None and seen["outcome"].item() == 1.0 and seen["steps"] is None
 
 
 def test_feature_grad_scale_scales_backbone_gradient_only(tiny_sprm):

@@ -74,7 +74,8 @@ def test_bad_inputs_get_clear_errors(scorer, inputs, error, match):
 
 def test_only_delimiters_is_no_steps_with_score_zero(scorer):
     result = scorer({"question": QUESTION, "solution": ".\n\n.\n\n.\n\n"})
-    assert result == {"steps": [], "score": 0.0, "first_error_step": None, "truncated": False, "no_steps": True}
+    assert result == {"steps": [], "score": 0.0, "first_error_step": None, "truncated": False, "no_steps": True,
+                      "unscored": [{"text": ".\n\n.\n\n.", "start": 0, "end": 7, "reason": "not_a_step"}]}
 
 
 def test_no_delimiter_is_one_step(scorer):

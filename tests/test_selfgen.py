@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from modeling_sprm.arithmetic import Problem
-from modeling_sprm.selfgen import (
+from benchmarks.selfgen.arithmetic import Problem
+from benchmarks.selfgen.common import (
     IGNORE_INDEX,
     collate_sft,
     grade_solution,

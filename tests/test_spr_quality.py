@@ -21,8 +21,8 @@ from transformers import logging as hf_logging
 
 from conftest import make_tiny_backbone
 from modeling_sprm import SPRMForStepScoring
-from modeling_sprm.evaluation import auroc
-from modeling_sprm.trainer import SPRMTrainer, SPRMTrainingArguments
+from modeling_sprm.evaluation.metrics import auroc
+from modeling_sprm.training import SPRMTrainer, SPRMTrainingArguments
 
 hf_logging.set_verbosity_error()
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

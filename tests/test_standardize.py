@@ -5,7 +5,7 @@ import torch
 
 from conftest import make_tiny_backbone
 from modeling_sprm import SPRMConfig, SPRMForStepScoring, SPRMHead
-from modeling_sprm.trainer import SPRMTrainer, SPRMTrainingArguments
+from modeling_sprm.training import SPRMTrainer, SPRMTrainingArguments
 
 
 def test_standardized_head_equals_its_folded_plain_head():

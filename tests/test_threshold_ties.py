@@ -1,20 +1,20 @@
 """One rule for a step exactly at the threshold, the same in every place that predicts a first error.
 
 The rule: a step is a predicted error iff its score is **strictly below** the threshold; a score equal to the
-threshold is not an error. The places: ``evaluation.predict_first_error`` (ProcessBench F1, ``sprm eval``), its
-vectorised form ``evaluation._first_below`` (``choose_threshold``), the ``evaluate`` metric module, the pipeline's
-``first_error_step`` (``sprm score``, the demo's ``/score``), and the demo page's ``first_below``.
+threshold is not an error. The rule is ``aggregation.first_error_step``; the places that apply it:
+``evaluation.predict_first_error`` (ProcessBench F1, ``sprm eval``), its vectorised form
+``evaluation.metrics._first_below`` (``choose_threshold``), the ``evaluate`` metric module's ``first_below``, and
+the pipeline's ``ScoredSolution.first_error_step`` (``sprm score``, generation, the demo's page and ``/score``).
 (The training losses' pseudo-labels have their own documented tie rule: see tests/test_losses.py.)
 """
-
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from modeling_sprm.demo import first_below
-from modeling_sprm.evaluation import METRIC_PATH, _first_below, choose_threshold, predict_first_error
-from modeling_sprm.pipeline_sprm import trace_result
+from modeling_sprm.aggregation import first_error_step
+from modeling_sprm.evaluation.metrics import METRIC_PATH, _first_below, choose_threshold, predict_first_error
+from modeling_sprm.evaluation.sprm_processbench.processbench import first_below
+from modeling_sprm.outputs import ScoredSolution
 from modeling_sprm.steps import EncodedTrace, Step
 
 # (scores, threshold, expected first error): every case has a score equal to the threshold.
@@ -32,16 +32,17 @@ CASES = [
 
 @pytest.mark.parametrize("scores, threshold, expected", CASES)
 def test_every_first_error_predictor_skips_a_step_at_the_threshold(scores, threshold, expected):
+    assert first_error_step(scores, threshold) == (None if expected == -1 else expected)
     assert predict_first_error(scores, threshold) == expected
     assert _first_below(scores, np.array([threshold])).tolist() == [expected]
-    steps = [{"text": f"step {i}", "score": s} for i, s in enumerate(scores)]
-    assert first_below(steps, threshold) == (None if expected == -1 else expected)
+    assert first_below(scores, threshold) == expected
     trace = EncodedTrace(
         text="", input_ids=[], truncated=False, num_tokens=0, positions=list(range(len(scores))),
         steps=[Step(f"step {i}", 0, 0, 0, "response", True) for i in range(len(scores))],
     )
-    result = trace_result(trace, scores, 0.5, threshold, SimpleNamespace(score_span="think"))
-    assert result["first_error_step"] == (None if expected == -1 else expected)
+    result = ScoredSolution.from_trace(trace, scores, 0.5, threshold=threshold, aggregation="min", empty_score=0.0,
+                                       score_span="response")
+    assert result.first_error_step == (None if expected == -1 else expected)
 
 
 def test_vectorised_predictions_at_many_tied_thresholds():

@@ -6,10 +6,9 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
-from conftest import FIXTURES, ROOT, make_tiny_backbone
-from modeling_sprm.cli import main
+from conftest import FIXTURES, ROOT
+from modeling_sprm.apps.cli import main
 
 QUESTION = "Tom has 3 apples and buys 4 more. How many apples does he have?"
 SOLUTION = "Tom starts with 3 apples.\n\nHe buys 4 more, so 3 + 4 = 7.\n\nThe answer is 7."
@@ -21,14 +20,6 @@ def sprm(*args, timeout=600):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "modeling_sprm", *args], capture_output=True, text=True, env=env,
                           timeout=timeout)
-
-
-@pytest.fixture(scope="module")
-def tiny_backbone(tmp_path_factory, smollm2_tokenizer):
-    path = tmp_path_factory.mktemp("tiny-backbone")
-    make_tiny_backbone(len(smollm2_tokenizer), smollm2_tokenizer.pad_token_id).save_pretrained(path)
-    smollm2_tokenizer.save_pretrained(path)
-    return path
 
 
 

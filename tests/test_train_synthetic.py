@@ -26,7 +26,7 @@ from benchmarks.synthetic_spr import (
     tiny_model,
     train_and_evaluate,
 )
-from modeling_sprm.features import extract_step_features
+from modeling_sprm.training.features import extract_step_features
 
 hf_logging.set_verbosity_error()
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -11,7 +11,7 @@ from transformers import logging as hf_logging
 
 from conftest import make_tiny_backbone
 from modeling_sprm import SPRMForStepScoring
-from modeling_sprm.trainer import (
+from modeling_sprm.training import (
     SPRMDataCollator,
     SPRMTrainer,
     SPRMTrainingArguments,

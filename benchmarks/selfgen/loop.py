@@ -2,10 +2,10 @@
 outcome labels only (final answer checked), then step-error detection against the true step labels and Best-of-N
 on held-out problems. Writes benchmarks/results/selfgen_loop.json.
 
-    python benchmarks/selfgen/sample_rollouts.py --split test
-    python benchmarks/selfgen/sample_rollouts.py --split train
-    python benchmarks/selfgen/loop.py
-    python benchmarks/selfgen/report.py --write   # README_section.md and selfgen_loop.png from the JSON
+    python -m benchmarks.selfgen.sample_rollouts --split test
+    python -m benchmarks.selfgen.sample_rollouts --split train
+    python -m benchmarks.selfgen.loop
+    python -m benchmarks.selfgen.report --write   # README_section.md and selfgen_loop.png from the JSON
 
 Features are the frozen policy's own hidden_states[-2] at the step read positions, captured while it sampled
 (``sample_rollouts.py``): the head never sees a second forward pass. Heads (the methods of
@@ -35,28 +35,26 @@ import argparse
 import json
 import os
 import random
-import sys
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]  # this checkout, and the shared experiment harness
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from central_experiment import METHODS  # noqa: E402
-from prm_protocols import (  # noqa: E402
+from benchmarks.central_experiment import METHODS  # noqa: E402
+from benchmarks.prm_protocols import (  # noqa: E402
     Budget,
+    fit_head as train_head,
     head_for,
     machine_info,
     position_baseline,
     random_baseline,
     score_rows,
-    summarize,
-    train_head,
+    summarize_seeds as summarize,
 )
 
 from modeling_sprm.data import labels_from_first_error  # noqa: E402
@@ -70,7 +68,7 @@ from modeling_sprm.evaluation import (  # noqa: E402
     step_auroc,
 )
 from modeling_sprm.modeling_sprm import SPRMForStepScoring  # noqa: E402
-from modeling_sprm.selfgen import load_rollouts  # noqa: E402
+from benchmarks.selfgen.common import load_rollouts  # noqa: E402
 
 CACHE = Path.home() / ".cache/sprm/selfgen"
 DEFAULT_METHODS = ["sprm_metastone", "sprm", "asymmetric_spr", "mil_product", "first_error", "outcome_bce",
@@ -264,7 +262,7 @@ def main() -> None:
         **machine_info(),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "load_average_at_end": os.getloadavg(),
-        "command": "python benchmarks/selfgen/loop.py " + " ".join(
+        "command": "python -m benchmarks.selfgen.loop " + " ".join(
             f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
             for k, v in vars(args).items() if k not in ("policies_dir", "rollouts_dir", "out", "note")
         ),

@@ -2,8 +2,8 @@
 files only (so the numbers in the README cannot drift from them): the policy search
 (selfgen_policy_search.json) and, once it exists, the loop itself (selfgen_loop.json).
 
-    python benchmarks/selfgen/report.py            # print the markdown
-    python benchmarks/selfgen/report.py --write    # also replace the README's generated block and write
+    python -m benchmarks.selfgen.report            # print the markdown
+    python -m benchmarks.selfgen.report --write    # also replace the README's generated block and write
                                                    # benchmarks/results/selfgen_loop.png
 """
 
@@ -12,11 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _common import replace_readme_block  # noqa: E402
+from benchmarks._common import replace_readme_block
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 START, END = "<!-- selfgen:start -->", "<!-- selfgen:end -->"
@@ -168,7 +166,7 @@ def loop_section(loop: dict) -> str:
         f"{test['problems'] * (test['samples_per_problem'][0] // loop['ns'][-1])} picks per seed, so one pick moves "
         f"it by {100 / (test['problems'] * (test['samples_per_problem'][0] // loop['ns'][-1])):.1f} points:\n",
         loop_best_of_n(loop),
-        f"\n![self-generated loop](benchmarks/results/selfgen_loop.png)\n",
+        "\n![self-generated loop](benchmarks/results/selfgen_loop.png)\n",
         f"Measured on {loop['machine']} ({loop['cpu_count']} CPU cores shared with other jobs, no GPU), "
         f"{loop['date'][:10]}, commit {loop['commit']}: `{loop['command']}` after "
         f"`{' ; '.join(test['commands'] + train['commands'])}`. Sampling {(train['seconds'] + test['seconds']) / 60:.0f} "

@@ -1,7 +1,7 @@
 """Let the fine-tuned policy sample its own solutions, capture its step features while it samples, and grade them.
 
-    python benchmarks/selfgen/sample_rollouts.py --split test    # 24 held-out problems x 32 samples
-    python benchmarks/selfgen/sample_rollouts.py --split train   # 48 problems x 8 samples (SPRM training data)
+    python -m benchmarks.selfgen.sample_rollouts --split test    # 24 held-out problems x 32 samples
+    python -m benchmarks.selfgen.sample_rollouts --split train   # 48 problems x 8 samples (SPRM training data)
 
 The policy is the merged LoRA policy of ``--policy-tag`` (made by ``sft_policy.py``); its problem settings and
 the SFT / accuracy-check problem sets come from that run's entry in selfgen_policy_search.json, so the problems
@@ -25,14 +25,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))  # this checkout of the package, whatever is installed
 
 import torch  # noqa: E402
 from transformers import AutoTokenizer  # noqa: E402
 
 from modeling_sprm.generation import SamplingConfig, generate_rollouts, prompt_rollout  # noqa: E402
 from modeling_sprm.modeling_sprm import SPRMForStepScoring  # noqa: E402
-from modeling_sprm.selfgen import grade_solution, loop_problems, rollout_step_features, save_rollout_chunk  # noqa: E402
+from benchmarks.selfgen.common import grade_solution, loop_problems, rollout_step_features, save_rollout_chunk  # noqa: E402
 from modeling_sprm.steps import StepRules  # noqa: E402
 
 CACHE = Path.home() / ".cache/sprm/selfgen"

@@ -3,7 +3,7 @@ solutions (in the SPRM's chat + ".\\n\\n" step format), then sample on held-out 
 is right. Each run is one configuration of the difficulty / SFT search; its result is added (by tag) to
 benchmarks/results/selfgen_policy_search.json.
 
-    python benchmarks/selfgen/sft_policy.py --tag final
+    python -m benchmarks.selfgen.sft_policy --tag final
 
 ``--steps 0`` measures the backbone as it is (no fine-tuning). Artefacts go to ``--out-dir/<tag>/``: the LoRA
 adapter, the merged policy (``merged/``, a plain causal LM folder) and the graded samples (``samples.jsonl``).
@@ -26,7 +26,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from modeling_sprm.backbones import embedded_backbone_path
-from modeling_sprm.selfgen import collate_sft, grade_solution, sample_solutions, sft_example, split_problems
+from benchmarks.selfgen.common import collate_sft, grade_solution, sample_solutions, sft_example, split_problems
 from modeling_sprm.steps import StepRules
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -21,9 +21,9 @@ from typing import Any, Sequence
 
 import torch
 
-from .answers import extract_answer
-from .arithmetic import Grade, Problem, grade_steps, make_problems
-from .steps import StepRules, format_prompt, join_steps, segment
+from modeling_sprm.answers import extract_answer
+from benchmarks.selfgen.arithmetic import Grade, Problem, grade_steps, make_problems
+from modeling_sprm.steps import StepRules, format_prompt, join_steps, segment
 
 IGNORE_INDEX = -100
 

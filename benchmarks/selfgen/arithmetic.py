@@ -124,7 +124,7 @@ class Grade:
 
 def grade_steps(problem: Problem, steps: list[str], answer: str | None) -> Grade:
     """Grade generated ``steps`` (and its extracted final ``answer``) against the problem's reference chain."""
-    from .answers import answers_match
+    from modeling_sprm.answers import answers_match
 
     chain = problem.chain
     labels: list[float] = []

@@ -3,17 +3,17 @@
     import evaluate
     from modeling_sprm.evaluation import METRIC_PATH
 
-    metric = evaluate.load(METRIC_PATH)
+    metric = evaluate.load(METRIC_PATH)   # or the folder path, or its metric Space's id once published
     metric.compute(predictions=[[0.9, 0.2, 0.8], [0.7, 0.9]], references=[1, -1], threshold=0.5)
 
-The computation lives in ``modeling_sprm.evaluation`` (one implementation, tested there).
+Self-contained: it imports only ``evaluate``, ``datasets``, numpy and ``processbench.py`` beside it (which the
+``modeling_sprm`` package imports too), so this folder is a complete metric Space (``README.md`` is its card).
 """
 
 import datasets
 import evaluate
 
-from modeling_sprm.data import labels_from_first_error
-from modeling_sprm.evaluation import predict_first_error, processbench_f1, step_auroc
+from .processbench import first_below, processbench_f1, step_auroc
 
 _DESCRIPTION = """
 ProcessBench (Zheng et al., 2024, arXiv 2412.06559) for step scorers such as process reward models. A solution's
@@ -68,8 +68,10 @@ class SprmProcessbench(evaluate.Metric):
         for i, (scores, label) in enumerate(zip(predictions, references)):
             if label < -1 or label >= max(len(scores), 1):
                 raise ValueError(f"reference {i} is {label}: expected -1 or a step index < {len(scores)}")
-        result = processbench_f1([predict_first_error(s, threshold) for s in predictions], references)
-        step_labels = [labels_from_first_error(len(s), label) for s, label in zip(predictions, references)]
+        result = processbench_f1([first_below(s, threshold) for s in predictions], references)
+        # ProcessBench labels only the first error: the steps before it are right, the ones after it unknown
+        step_labels = [[1.0] * len(s) if label == -1 else [1.0] * label + [0.0] + [None] * (len(s) - label - 1)
+                       for s, label in zip(predictions, references)]
         result["step_auroc"] = step_auroc(predictions, step_labels)
         result["threshold"] = threshold
         return result
