@@ -5,12 +5,12 @@ copy, and counts the mutants no test catches (*survivors*). Writes ``benchmarks/
 date, commit, per-module counts and every survivor with its diff and, where one is recorded in
 ``benchmarks/mutation_explanations.json``, the reason it is equivalent (or the test that kills it since).
 
-    python benchmarks/mutation.py                                  # the core modules in PLAN, 40 mutants each
-    python benchmarks/mutation.py modeling_sprm/training/losses.py modeling_sprm/steps.py   # some modules only
-    python benchmarks/mutation.py modeling_sprm/training/losses.py --functions spr_loss --list  # the mutants only
-    python benchmarks/mutation.py modeling_sprm/aggregation.py --max-per-module 0           # every mutant
-    python benchmarks/mutation.py --root /tmp/old-checkout --out /tmp/before.json       # another checkout's tests
-    python benchmarks/mutation.py --recheck benchmarks/results/mutation.json \
+    python -m benchmarks.mutation                                  # the core modules in PLAN, 40 mutants each
+    python -m benchmarks.mutation modeling_sprm/training/losses.py modeling_sprm/steps.py   # some modules only
+    python -m benchmarks.mutation modeling_sprm/training/losses.py --functions spr_loss --list  # the mutants only
+    python -m benchmarks.mutation modeling_sprm/aggregation.py --max-per-module 0           # every mutant
+    python -m benchmarks.mutation --root /tmp/old-checkout --out /tmp/before.json       # another checkout's tests
+    python -m benchmarks.mutation --recheck benchmarks/results/mutation.json \
         --out benchmarks/results/mutation_recheck.json            # an earlier run's survivors, against today's tests
 
 A module is named by its path; its functions and tests come from PLAN (looked up by file name, so the plan
@@ -482,8 +482,7 @@ def main(argv: list[str] | None = None) -> None:
         except ImportError:
             pass
     assert "modeling_sprm" not in sys.modules, "the package must be imported by the children, from the copy"
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from _common import machine  # noqa: E402  (imports torch; after the environment above)
+    from benchmarks._common import machine  # noqa: E402  (imports torch; after the environment above)
 
     explanations = json.loads(EXPLANATIONS.read_text()) if EXPLANATIONS.is_file() else {}
     started = time.monotonic()
@@ -492,7 +491,7 @@ def main(argv: list[str] | None = None) -> None:
         "commit": _git(root, "rev-parse", "HEAD"),
         "tree_clean": _git(root, "status", "--porcelain", "--untracked-files=no") == "",
         "diff_sha256": hashlib.sha256(_git(root, "diff", "HEAD").encode()).hexdigest(),
-        "command": "python benchmarks/mutation.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m benchmarks.mutation " + " ".join(argv if argv is not None else sys.argv[1:]),
         "root": str(root),
         "timeout_factor": args.timeout_factor,
         "max_per_module": args.max_per_module,
