@@ -365,13 +365,18 @@ def test_sprm_eval_in_a_fresh_process_on_prmbench(saved_tiny):
 def test_bad_input_among_good_input_is_refused():
     with pytest.raises(ValueError, match="-1"):
         processbench_f1([0, -2], [1, -1])  # one bad prediction among good ones
+    with pytest.raises(ValueError, match="-1"):
+        processbench_f1([0, 1], [-2, 1])  # one bad label among good ones
+    for n in (0, -1):
+        with pytest.raises(ValueError, match="n must be >= 1"):
+            best_of_n_accuracy([[0.1, 0.2]], [[1, 0]], n=n)
     with pytest.raises(ValueError, match="one .*list of samples per question"):
         best_of_n_accuracy([[0.1]], [[1], [1]], n=1)
     with pytest.raises(ValueError, match="one list of samples per question"):
         majority_vote_accuracy([["1"]], [[1], [1]])
     with pytest.raises(ValueError, match="one list of samples per question"):
         majority_vote_accuracy([["1"]], [[1]], weights=[[1.0], [1.0]])
-    for probs in ([0.5, -0.1], [0.5, float("nan")]):
+    for probs in ([0.5, -0.1], [0.5, float("nan")], [0.5, 1.5]):
         with pytest.raises(ValueError, match=r"in \[0, 1\]"):
             expected_calibration_error(probs, [1, 0])
     with pytest.raises(ValueError, match="n_bins"):

@@ -141,6 +141,13 @@ def test_trailing_step_without_partial_delimiter():
     check("x = 7.¦", ["x = 7."], delimiters=["\n\n"])  # "\n\n" has no non-whitespace prefix to find
 
 
+def test_trailing_step_anchor_at_the_longest_partial_delimiter():
+    # Every prefix length of a delimiter's non-whitespace part is tried, the longest first: ".." of "...".
+    check("So it goes¦..", ["So it goes.."], delimiters=["...\n"])
+    check("So it goes¦.", ["So it goes."], delimiters=["...\n"])
+    check("x¦.", ["x."], delimiters=[".)"])
+
+
 def test_trailing_step_not_scored_when_disabled():
     check("a¦.\n\nThe answer is 7.", ["a.\n\n"], score_trailing_step=False)
     assert segment("The answer is 7", StepRules(score_trailing_step=False)) == []
@@ -403,6 +410,7 @@ def test_token_index_and_read_positions_by_hand():
     # [BOS] "ab" "c" (gap: a trimmed space at 3) "de" [EOS]
     offsets = [(0, 0), (0, 2), (2, 3), (4, 6), (0, 0)]
     assert [token_index(offsets, c) for c in range(7)] == [1, 1, 2, 3, 3, 3, 4]
+    assert token_index([(0, 0), (0, 0)], 5) == 0  # no token holds text: one past the last that does is 0
     # an anchor past the text reads the last token holding text, never the EOS
     assert read_positions(offsets, [2, 4, 6, 100], -1) == [1, 2, 3, 3]
     assert read_positions(offsets, [2, 4], 0) == [2, 3]
@@ -625,9 +633,13 @@ def test_truncation_cuts_steps_and_never_moves_a_position(tokenizer):
     rules = StepRules()
     full = build_trace(tokenizer, rules, question="Sum 0..29?", solution=solution, prompt_format="plain")
     assert not full.truncated and full.num_tokens == len(full.input_ids) and len(full.steps) == 30
-    assert build_trace(
+    # each step's first token: before its read position, after the previous step's
+    assert None not in full.starts and all(s <= p for s, p in zip(full.starts, full.positions))
+    assert all(a < b for a, b in zip(full.starts, full.starts[1:]))
+    exact = build_trace(
         tokenizer, rules, question="Sum 0..29?", solution=solution, prompt_format="plain", max_length=full.num_tokens
-    ).positions == full.positions
+    )
+    assert not exact.truncated and exact.positions == full.positions  # exactly max_length tokens: nothing cut
     for max_length in (full.num_tokens - 1, full.num_tokens // 2, 3):
         cut = build_trace(
             tokenizer, rules, question="Sum 0..29?", solution=solution, prompt_format="plain", max_length=max_length
@@ -637,6 +649,7 @@ def test_truncation_cuts_steps_and_never_moves_a_position(tokenizer):
         assert cut.steps == full.steps
         for kept, original in zip(cut.positions, full.positions):
             assert kept == (original if original < max_length else None)
+        assert cut.starts == [s if p is not None else None for s, p in zip(full.starts, cut.positions)]
         assert None in cut.positions  # the last step always reads the last token, which is cut
     assert build_trace(
         tokenizer, rules, question="Sum 0..29?", solution=solution, prompt_format="plain", max_length=3
