@@ -417,7 +417,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--root", type=Path, default=ROOT, help="the repository whose package and tests are used")
     p.add_argument("--max-per-module", type=int, default=40,
                    help="run a seeded random sample of at most this many mutants per module (0: all); the default "
-                        "keeps a run of PLAN's six module files (about 240 mutants) near an hour on 2 busy cores")
+                        "keeps a run of PLAN's six module files (about 240 mutants) near 20 minutes on 2 shared cores")
     p.add_argument("--seed", type=int, default=0, help="seed of the sample")
     p.add_argument("--timeout-factor", type=float, default=6.0,
                    help="timeout = this x the unmutated run, at least 60 s (generous: other jobs share the cores)")
