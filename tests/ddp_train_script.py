@@ -1,7 +1,9 @@
 """Run by tests/test_train_ddp.py, as one process or under ``torchrun --nproc_per_node=2``: train a tiny SPRM
 head with the global batch given on the command line and save it (rank 0), plus a JSON summary.
 
-    python tests/ddp_train_script.py BACKBONE_DIR OUT_DIR GLOBAL_BATCH
+    python tests/ddp_train_script.py BACKBONE_DIR OUT_DIR GLOBAL_BATCH [LOSS [LOSS_OPTIONS_JSON]]
+
+LOSS defaults to spr (with class balancing, whose counts are summed over the processes too).
 """
 
 import json
@@ -37,6 +39,8 @@ def records(n: int = 16) -> list[dict]:
 
 def main() -> None:
     backbone_dir, out_dir, global_batch = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    loss = sys.argv[4] if len(sys.argv) > 4 else "spr"
+    loss_options = sys.argv[5] if len(sys.argv) > 5 else None
     hf_logging.set_verbosity_error()
     torch.set_num_threads(1)
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -48,7 +52,9 @@ def main() -> None:
         per_device_train_batch_size=global_batch // world_size,
         num_train_epochs=4,
         learning_rate=1e-2,
-        class_balance=True,  # its counts are summed over the processes too
+        loss=loss,
+        loss_options=loss_options,
+        class_balance=loss == "spr",  # its counts are summed over the processes too
         use_cpu=True,
         save_strategy="no",
         logging_steps=1,

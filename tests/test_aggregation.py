@@ -46,6 +46,30 @@ def test_bad_method_and_shape():
         aggregate(SCORES, MASK[:, :2], "mean")
 
 
+# Masks that are not prefixes, and padding that is not 0: a step-less position must never count, whatever it holds.
+# Row 0: steps 0 and 2 (0.9, 0.4), padding 0.7 and 0.05 in between and after. Row 1: the last position only (0.3),
+# padding 0.99 before it. Row 2: no step, padding 0.6 everywhere.
+HOLEY_SCORES = torch.tensor([[0.9, 0.7, 0.4, 0.05], [0.99, 0.99, 0.99, 0.3], [0.6, 0.6, 0.6, 0.6]])
+HOLEY_MASK = torch.tensor([[True, False, True, False], [False, False, False, True], [False, False, False, False]])
+
+
+@pytest.mark.parametrize(
+    "method, row0",
+    [
+        ("geometric_mean", math.sqrt(0.9 * 0.4)),  # 0.6
+        ("product", 0.9 * 0.4),
+        ("min", 0.4),
+        ("mean", (0.9 + 0.4) / 2),
+        ("last", 0.4),  # the last step is at index 2, not at (number of steps - 1) = 1
+    ],
+)
+def test_aggregations_ignore_padding_anywhere(method, row0):
+    out = aggregate(HOLEY_SCORES, HOLEY_MASK, method, empty_score=0.25)
+    assert out[0].item() == pytest.approx(row0, rel=1e-6)
+    assert out[1].item() == pytest.approx(0.3, rel=1e-6)
+    assert out[2].item() == 0.25
+
+
 def test_aggregate_scores_of_one_solution_by_hand():
     assert aggregate_scores([0.25, 1.0], "geometric_mean", 0.0) == pytest.approx(0.5)
     assert aggregate_scores([0.25, None, 1.0], "min", 0.0) == pytest.approx(0.25)  # a cut step is skipped

@@ -17,6 +17,7 @@ def test_problems_are_valid_chains():
 
 def test_generation_is_seeded():
     assert [p.question for p in make_problems(5, seed=1)] == [p.question for p in make_problems(5, seed=1)]
+    assert [p.question for p in make_problems(5, seed=1)] != [p.question for p in make_problems(5, seed=2)]
     with pytest.raises(ValueError):
         make_problem(random.Random(0), 0)
 

@@ -219,6 +219,7 @@ def test_sample_per_group():
     assert [r["group"] for r in sample].count("a") == 3 and [r["group"] for r in sample].count("b") == 3
     assert [r["id"] for r in sample] == sorted(r["id"] for r in sample)  # original order kept
     assert sample == sample_per_group(records, 3, seed=1)
+    assert sample != sample_per_group(records, 3, seed=2)  # the seed decides the draw
     assert len(sample_per_group(records, 100)) == 10
 
 
@@ -356,6 +357,48 @@ def test_sprm_eval_in_a_fresh_process_on_prmbench(saved_tiny):
     report = json.loads(out.stdout)
     assert sorted(report["per_group"]) == ["test_p1", "test_p2", "train_p1"] and report["n"] == 5
     assert "left out 1 rows" in out.stderr  # the misaligned PRMBench row is reported, not silently dropped
+
+
+# -- what the hand-computed cases above leave open ------------------------------------------------------------------
+
+
+def test_bad_input_among_good_input_is_refused():
+    with pytest.raises(ValueError, match="-1"):
+        processbench_f1([0, -2], [1, -1])  # one bad prediction among good ones
+    with pytest.raises(ValueError, match="-1"):
+        processbench_f1([0, 1], [-2, 1])  # one bad label among good ones
+    for n in (0, -1):
+        with pytest.raises(ValueError, match="n must be >= 1"):
+            best_of_n_accuracy([[0.1, 0.2]], [[1, 0]], n=n)
+    with pytest.raises(ValueError, match="one .*list of samples per question"):
+        best_of_n_accuracy([[0.1]], [[1], [1]], n=1)
+    with pytest.raises(ValueError, match="one list of samples per question"):
+        majority_vote_accuracy([["1"]], [[1], [1]])
+    with pytest.raises(ValueError, match="one list of samples per question"):
+        majority_vote_accuracy([["1"]], [[1]], weights=[[1.0], [1.0]])
+    for probs in ([0.5, -0.1], [0.5, float("nan")], [0.5, 1.5]):
+        with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+            expected_calibration_error(probs, [1, 0])
+    with pytest.raises(ValueError, match="n_bins"):
+        expected_calibration_error([0.5], [1], n_bins=0)
+
+
+def test_one_candidate_threshold_is_a_choice():
+    assert choose_threshold(SCORES, LABELS, candidates=[0.5]) == 0.5
+
+
+def test_best_of_n_picks_the_highest_score():
+    # (The hand cases above give the same numbers when the lowest score is picked.)
+    assert best_of_n_accuracy([[0.2, 0.8], [0.9, 0.3]], [[0, 1], [1, 0]], n=2) == 1.0
+
+
+def test_majority_vote_counts_votes_without_weights():
+    assert majority_vote_accuracy([["1", "2", "2"]], [[0, 1, 1]]) == 1.0  # "2" has two votes, "1" one
+
+
+def test_a_probability_of_one_shares_the_last_bin():
+    # Both in bin 9: |mean label 0.5 - mean score 0.975| = 0.475 (apart they would give 0.5 * 1 + 0.5 * 0.05).
+    assert expected_calibration_error([1.0, 0.95], [0, 1]) == pytest.approx(0.475)
 
 
 def test_the_evaluate_module_is_self_contained_and_a_valid_space(tmp_path):

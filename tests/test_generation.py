@@ -58,7 +58,9 @@ def test_summarize_excludes_answerless_candidates_from_votes():
     assert result["majority_answer"] == "4" and result["weighted_answer"] == "4"
     assert result["num_without_answer"] == 1
     tie = summarize("q", [{"score": 0.5, "answer": "1"}, {"score": 0.5, "answer": "2"}])
-    assert tie["best"] == 0 and tie["ranking"] == [0, 1]
+    assert tie["best"] == 0 and tie["ranking"] == [0, 1] and tie["sprm_answer"] == "1"
+    empty = summarize("q", [])
+    assert (empty["best"], empty["ranking"], empty["sprm_answer"], empty["majority_answer"]) == (None, [], None, None)
 
 
 def test_partial_score_uses_closed_steps():
@@ -228,6 +230,8 @@ def test_best_of_n_contract_and_flags(tiny_sprm):
     assert calls[-2] == ("generate", 10, 10)
     again = best_of_n(model, tokenizer, QUESTION, num_candidates=3, max_new_tokens=10, seed=0)
     assert [c["text"] for c in again["candidates"]] == [c["text"] for c in result["candidates"]]  # seeded
+    other = best_of_n(model, tokenizer, QUESTION, num_candidates=3, max_new_tokens=10, seed=1)
+    assert [c["text"] for c in other["candidates"]] != [c["text"] for c in result["candidates"]]  # by the seed
     calls.clear()
     chunked = best_of_n(model, tokenizer, QUESTION, num_candidates=3, max_new_tokens=10, seed=0, batch_size=2,
                         progress_callback=lambda *a: calls.append(a))

@@ -178,7 +178,6 @@ def test_space_card(tmp_path, demo_dir):
         hub.render_space_card(tmp_path / "empty", "alice/sprm")
 
 
-@pytest.mark.skipif(not (ROOT / "demo" / "app.py").is_file(), reason="demo/ (the demo issue) is not merged yet")
 def test_the_real_demo_folder_builds_a_space(tmp_path):
     demo = ROOT / "demo"
     folder = hub.build_space_folder(demo, hub.render_space_card(demo, "alice/sprm"), tmp_path / "space")
@@ -303,8 +302,9 @@ def load_in_fresh_process(server: HubServer, repo_id: str, mode: str, tmp_path: 
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
-def test_push_end_to_end(tmp_path, trained_model, demo_dir, hub_server, online):
-    urls = hub.push("alice/sprm-e2e", model=trained_model, space_id="alice/sprm-e2e-demo", demo_dir=demo_dir,
+def test_push_end_to_end(tmp_path, trained_model, hub_server, online):
+    demo = ROOT / "demo"  # the real Space folder
+    urls = hub.push("alice/sprm-e2e", model=trained_model, space_id="alice/sprm-e2e-demo", demo_dir=demo,
                     private=True, token=TOKEN, endpoint=hub_server.url, log=lambda _: None)
     assert urls == {
         "model": f"{hub_server.url}/alice/sprm-e2e", "space": f"{hub_server.url}/spaces/alice/sprm-e2e-demo"
@@ -319,8 +319,15 @@ def test_push_end_to_end(tmp_path, trained_model, demo_dir, hub_server, online):
     card = ModelCard.load(model_files["README.md"])
     assert card.data.eval_results == hub.load_eval_results(EVAL_FIXTURE)
     space_files = store.files("space", "alice/sprm-e2e-demo", space_meta["commits"][-1])
-    assert {"README.md", "app.py", "requirements.txt"} < set(space_files)
-    assert any(name.startswith("modeling_sprm-") and name.endswith(".whl") for name in space_files)
+    wheels = [name for name in space_files if name.startswith("modeling_sprm-") and name.endswith(".whl")]
+    assert len(wheels) == 1 and set(space_files) == {"README.md", "app.py", "requirements.txt", *wheels}
+    assert Path(space_files["app.py"]).read_bytes() == (demo / "app.py").read_bytes()  # uploaded byte for byte
+    # the demo's own requirements first, then the wheel's dependencies
+    demo_lines = (demo / "requirements.txt").read_text().splitlines()
+    assert Path(space_files["requirements.txt"]).read_text().splitlines()[: len(demo_lines)] == demo_lines
+    space_card = SpaceCard.load(space_files["README.md"])
+    assert space_card.data.app_file == "app.py" and space_card.data.models[0] == "alice/sprm-e2e"
+    assert "## Use it from code" in space_card.text  # the real README's body, under the rendered metadata
 
     expected = local_scores(trained_model)
     without = load_in_fresh_process(hub_server, "alice/sprm-e2e", "without-package", tmp_path)

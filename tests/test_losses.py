@@ -1,12 +1,16 @@
-"""The training losses against numbers computed by hand (math, not torch, on the right-hand side)."""
+"""The training losses against numbers computed by hand (math, not torch, on the right-hand side), at ties with the
+threshold, across two processes, and on random batches against a plain second implementation
+(tests/reference_losses.py)."""
 
 import math
+import random
 import threading
 
 import pytest
+import reference_losses
 import torch
 
-from modeling_sprm.losses import (
+from modeling_sprm.training.losses import (
     LOSSES,
     asymmetric_spr_loss,
     first_error_loss,
@@ -18,6 +22,7 @@ from modeling_sprm.losses import (
 )
 
 EPS = 1e-5
+NAN = float("nan")
 
 
 def bce(z: float, t: float) -> float:
@@ -51,6 +56,94 @@ def test_threshold_moves_the_pseudo_label():
     assert spr_loss(LOGITS, MASK, Y, threshold=0.7).item() == pytest.approx(expected, rel=1e-6)
 
 
+# -- ties at the threshold -----------------------------------------------------------------------------------------
+# The losses' rule at a tie (their docstrings): a step whose probability equals the threshold is pseudo-labelled
+# "wrong" (SPR: h = 1[p > threshold]; asymmetric filter and first-error guess: p <= threshold). sigmoid(0) is 0.5
+# exactly, and sigmoid(0.5) in float32 is hit exactly by a threshold set to that float.
+TIE_HALF = 0.5
+TIE_OTHER = torch.sigmoid(torch.tensor(0.5)).item()
+
+
+@pytest.mark.parametrize("z, threshold", [(0.0, TIE_HALF), (0.5, TIE_OTHER)])
+def test_spr_filter_at_the_threshold_pseudo_labels_the_step_wrong(z, threshold):
+    # Right solution: the tied step is pseudo-labelled wrong, so it is dropped; wrong solution: it is kept.
+    logits = torch.tensor([[z, 2.0], [z, 3.0]], requires_grad=True)
+    mask = torch.ones(2, 2, dtype=torch.bool)
+    loss = spr_loss(logits, mask, torch.tensor([1.0, 0.0]), threshold=threshold)
+    assert loss.item() == pytest.approx((bce(2.0, 1) + bce(z, 0)) / (2 + EPS), rel=1e-6)
+    loss.backward()
+    assert logits.grad[0, 0] == 0 and logits.grad[1, 0] != 0
+
+
+@pytest.mark.parametrize("z, threshold", [(0.0, TIE_HALF), (0.5, TIE_OTHER)])
+def test_asymmetric_filter_at_the_threshold_keeps_the_step_of_a_wrong_solution(z, threshold):
+    logits = torch.tensor([[2.0, 0.0], [z, 3.0]])
+    mask = torch.tensor([[True, False], [True, True]])  # the right solution's padding is never counted
+    got = asymmetric_spr_loss(logits, mask, torch.tensor([1.0, 0.0]), negative_weight="filter", threshold=threshold)
+    assert got.item() == pytest.approx((bce(2.0, 1) + bce(z, 0)) / (2 + EPS), rel=1e-6)
+
+
+@pytest.mark.parametrize("z, threshold", [(0.0, TIE_HALF), (0.5, TIE_OTHER)])
+def test_first_error_guess_at_the_threshold_is_the_tied_step(z, threshold):
+    # p = (0.73 or 0.82, tie, 0.12): the first step at or below the threshold is step 1, not step 2.
+    first = 1.0 if z == 0.0 else 1.5
+    logits = torch.tensor([[first, z, -2.0]])
+    got = first_error_loss(logits, torch.ones(1, 3, dtype=torch.bool), torch.tensor([0.0]), threshold=threshold)
+    assert got.item() == pytest.approx((bce(first, 1) + bce(z, 0)) / (2 + EPS), rel=1e-6)
+
+
+# -- every loss against the plain reference (tests/reference_losses.py) on random batches ----------------------------
+
+REFERENCE_CASES = [
+    ("spr", {}), ("spr", {"class_balance": True}), ("spr", {"soft_agreement": True}), ("spr", {"threshold": 0.3}),
+    ("spr", {"use_filter": False, "eps": 0.5}), ("spr", {"class_balance": True, "positive_factor": 1.0}),
+    ("outcome_bce", {}), ("outcome_bce", {"class_balance": True, "positive_factor": 2.0, "eps": 0.5}),
+    ("step_bce", {}), ("step_bce", {"class_balance": True, "positive_factor": 2.0, "eps": 0.5}),
+    ("asymmetric_spr", {}), ("asymmetric_spr", {"negative_weight": "filter"}),
+    ("asymmetric_spr", {"negative_weight": "filter", "threshold": 0.7}), ("asymmetric_spr", {"use_filter": False}),
+    ("first_error", {}), ("first_error", {"threshold": 0.3}), ("first_error", {"use_filter": False, "eps": 0.5}),
+    ("mil", {}), ("mil", {"aggregation": "geometric_mean"}), ("mil", {"aggregation": "min", "eps": 0.5}),
+    ("mil", {"prefixes": True}),
+]
+
+
+def reference(name: str, logits, mask, outcomes, step_labels, keep, options):
+    options = dict(options)
+    if name == "outcome_bce" or (name in ("asymmetric_spr", "first_error") and not options.pop("use_filter", True)):
+        options = {k: v for k, v in options.items() if k not in ("threshold", "negative_weight")}
+        return reference_losses.spr(logits, mask, outcomes, keep, use_filter=False, **options)
+    if name == "step_bce":
+        return reference_losses.step_bce(logits, mask, step_labels, keep, **options)
+    return getattr(reference_losses, name)(logits, mask, outcomes, keep, **options)
+
+
+def random_batch(rng: random.Random, batch: int = 4, steps: int = 5):
+    """Logits with exact ties at 0.5 (z = 0) and non-zero padding, masks that are not prefixes, hard and soft
+    outcomes, step labels with unknowns, and dropped solutions."""
+    logits = [[rng.choice([0.0, round(rng.uniform(-4, 4), 2)]) for _ in range(steps)] for _ in range(batch)]
+    mask = [[rng.random() < 0.7 for _ in range(steps)] for _ in range(batch)]
+    outcomes = [rng.choice([0.0, 1.0, round(rng.random(), 3)]) for _ in range(batch)]
+    step_labels = [[rng.choice([None, 0.0, 1.0, round(rng.random(), 3)]) for _ in range(steps)] for _ in range(batch)]
+    keep = rng.choice([None, [rng.random() < 0.8 for _ in range(batch)]])
+    return logits, mask, outcomes, step_labels, keep
+
+
+@pytest.mark.parametrize("name, options", REFERENCE_CASES, ids=[f"{n}-{o}" for n, o in REFERENCE_CASES])
+def test_loss_and_gradient_equal_the_plain_reference_on_random_batches(name, options):
+    rng = random.Random(f"{name}-{sorted(options.items())}")
+    for _ in range(25):
+        logits, mask, outcomes, step_labels, keep = random_batch(rng)
+        expected, expected_grad = reference(name, logits, mask, outcomes, step_labels, keep, options)
+        z = torch.tensor(logits, requires_grad=True)
+        labels = torch.tensor([[NAN if s is None else s for s in row] for row in step_labels])
+        got = LOSSES[name](z, torch.tensor(mask), torch.tensor(outcomes), labels,
+                           solution_mask=None if keep is None else torch.tensor(keep), **options)
+        assert got.item() == pytest.approx(expected, rel=1e-5, abs=1e-6), (logits, mask, outcomes, keep)
+        got.backward()
+        if expected_grad is not None:
+            torch.testing.assert_close(z.grad, torch.tensor(expected_grad), rtol=1e-4, atol=1e-6)
+
+
 def test_class_balancing_as_in_metastone_code():
     logits = torch.tensor([[2.0, -1.0, 0.5, 1.0], [0.3, -0.2, 0.0, 0.0]])
     mask = torch.tensor([[True, True, True, True], [True, True, False, False]])
@@ -76,10 +169,13 @@ def test_soft_outcome_label_gives_soft_agreement_weights_and_soft_targets():
     assert spr_loss(logits, mask, torch.tensor([0.7])).item() == pytest.approx(expected, rel=1e-6)
 
 
-def test_soft_labels_at_the_ends_equal_hard_labels():
-    soft = spr_loss(LOGITS, MASK, torch.tensor([1.0, 0.0]))
-    hard = spr_loss(LOGITS, MASK, torch.tensor([True, False]).float())
-    assert soft.item() == hard.item()
+def test_hard_labels_in_any_dtype_and_soft_labels_near_the_ends_give_the_hard_filter():
+    """At y in {0, 1} the soft-label weight y h + (1 - y)(1 - h) is the hard filter 1[h == y]: the hand-computed
+    value of the first test, from bool and integer labels, and (continuously) from labels a hair inside (0, 1)."""
+    expected = (bce(2.0, 1) + bce(0.5, 1) + bce(-0.2, 0)) / (3 + EPS)
+    assert spr_loss(LOGITS, MASK, torch.tensor([True, False])).item() == pytest.approx(expected, rel=1e-6)
+    assert spr_loss(LOGITS, MASK, torch.tensor([1, 0])).item() == pytest.approx(expected, rel=1e-6)
+    assert spr_loss(LOGITS, MASK, torch.tensor([1 - 1e-6, 1e-6])).item() == pytest.approx(expected, rel=1e-4)
 
 
 def test_batch_with_every_step_filtered_out_gives_zero_loss_and_zero_gradient():
@@ -132,18 +228,22 @@ def test_step_bce_class_balance():
     assert got == pytest.approx(numerator / (3 * w_pos + w_neg + EPS), rel=1e-6)
 
 
-def test_two_process_normalisation_equals_one_process():
-    """With ``global_sum`` (the trainers pass an all-reduce under DDP), averaging the per-process losses and
-    gradients gives exactly the one-process loss and gradient of the whole batch, filter and balancing included."""
-    logits = torch.tensor([[2.0, -1.0, 0.5, 1.0], [0.3, -0.2, -3.0, 0.0], [1.5, 0.2, 0.0, 0.0], [-0.4, 0.9, 0.0, 0.0]])
-    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0], [1, 1, 0, 0], [1, 1, 0, 0]]).bool()
-    y = torch.tensor([1.0, 0.0, 0.6, 0.0])
-    options = dict(class_balance=True, eps=0.0)  # eps is added once per process, so compare without it
-    full_logits = logits.clone().requires_grad_(True)
-    full = spr_loss(full_logits, mask, y, **options)
-    full.backward()
+# Four solutions; the second half holds a solution without steps (mil counts solutions) and a soft label, and the
+# halves differ in their class mix (class balancing counts classes): a process that normalised over its own half
+# only would get other numbers.
+DDP_LOGITS = torch.tensor(
+    [[2.0, -1.0, 0.5, 1.0], [0.3, -0.2, -3.0, 0.0], [1.5, 0.2, 0.0, 0.7], [-0.4, 0.9, 0.0, 0.0]]
+)
+DDP_MASK = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0], [1, 0, 1, 0], [0, 0, 0, 0]]).bool()
+DDP_Y = torch.tensor([1.0, 0.0, 0.6, 0.0])
+DDP_STEP_LABELS = torch.tensor(
+    [[1.0, 1.0, 1.0, 0.0], [1.0, 0.0, NAN, NAN], [0.0, NAN, 0.25, NAN], [NAN, NAN, NAN, NAN]]
+)
 
-    # Two threads stand in for two processes; global_sum is an all-reduce between them.
+
+def run_as_two_processes(loss, **options) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The loss and gradient of each half of the DDP batch, computed in two threads that stand in for two
+    processes, with ``global_sum`` an all-reduce between them (the trainers pass ``torch.distributed.all_reduce``)."""
     halves = [slice(0, 2), slice(2, 4)]
     barrier, slots = threading.Barrier(2), [None, None]
     losses, grads = [None, None], [None, None]
@@ -156,21 +256,52 @@ def test_two_process_normalisation_equals_one_process():
         return total
 
     def process(rank: int) -> None:
-        part_logits = logits[halves[rank]].clone().requires_grad_(True)
-        loss = spr_loss(
-            part_logits, mask[halves[rank]], y[halves[rank]], global_sum=lambda t: all_reduce_sum(rank, t), **options
-        )
-        loss.backward()
-        losses[rank], grads[rank] = loss, part_logits.grad
+        part = halves[rank]
+        logits = DDP_LOGITS[part].clone().requires_grad_(True)
+        value = loss(logits, DDP_MASK[part], DDP_Y[part], DDP_STEP_LABELS[part],
+                     global_sum=lambda t: all_reduce_sum(rank, t), **options)
+        value.backward()
+        losses[rank], grads[rank] = value.detach(), logits.grad
 
     threads = [threading.Thread(target=process, args=(rank,)) for rank in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    return losses, grads
+
+
+EVERY_LOSS = [
+    ("spr", {}), ("spr", {"class_balance": True}), ("spr", {"soft_agreement": True, "class_balance": True}),
+    ("outcome_bce", {}), ("outcome_bce", {"class_balance": True}),
+    ("step_bce", {}), ("step_bce", {"class_balance": True}),
+    ("asymmetric_spr", {}), ("asymmetric_spr", {"negative_weight": "filter"}),
+    ("mil", {}), ("mil", {"aggregation": "geometric_mean"}), ("mil", {"aggregation": "min"}),
+    ("mil", {"prefixes": True}), ("first_error", {}),
+]
+
+
+def test_every_loss_is_checked_across_processes():
+    assert {name for name, _ in EVERY_LOSS} == set(LOSSES)
+
+
+@pytest.mark.parametrize("name, options", EVERY_LOSS, ids=[f"{n}-{o}" for n, o in EVERY_LOSS])
+def test_two_process_normalisation_equals_one_process(name, options):
+    """With ``global_sum``, averaging the per-process losses and gradients (what DDP does) gives exactly the
+    one-process loss and gradient of the whole batch: filters, class balancing and solution counts included."""
+    options = dict(options, eps=0.0)  # eps is added once per process, so compare without it
+    loss = LOSSES[name]
+    full_logits = DDP_LOGITS.clone().requires_grad_(True)
+    full = loss(full_logits, DDP_MASK, DDP_Y, DDP_STEP_LABELS, **options)
+    full.backward()
+    assert full.item() > 0 and full_logits.grad.abs().sum() > 0
+    losses, grads = run_as_two_processes(loss, **options)
     assert ((losses[0] + losses[1]) / 2).item() == pytest.approx(full.item(), rel=1e-6)
-    # DDP averages gradients over the 2 processes.
-    torch.testing.assert_close(torch.cat(grads) / 2, full_logits.grad)
+    torch.testing.assert_close(torch.cat(grads) / 2, full_logits.grad)  # DDP averages gradients over 2 processes
+    # Without the all-reduce each half is normalised on its own: the data above makes that visibly different.
+    alone = [loss(DDP_LOGITS[part], DDP_MASK[part], DDP_Y[part], DDP_STEP_LABELS[part], **options)
+             for part in (slice(0, 2), slice(2, 4))]
+    assert ((alone[0] + alone[1]) / 2).item() != pytest.approx(full.item(), rel=1e-3)
 
 
 def test_bad_labels_give_clear_errors():
@@ -180,6 +311,12 @@ def test_bad_labels_give_clear_errors():
         spr_loss(LOGITS, MASK, torch.tensor([1.0, float("nan")]))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         outcome_bce(LOGITS, MASK, torch.tensor([1.0, 2.0]))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):  # one bad label among good ones is enough
+        outcome_bce(LOGITS, MASK, torch.tensor([-0.5, 1.0]))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        step_bce(LOGITS, MASK, None, torch.tensor([[1.0, -0.5, NAN], [0.0, 1.0, 1.0]]))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        step_bce(LOGITS, MASK, None, torch.tensor([[1.0, 1.5, NAN], [0.0, 1.0, 1.0]]))
     with pytest.raises(ValueError, match="needs step labels"):
         step_bce(LOGITS, MASK, Y)
     with pytest.raises(ValueError, match="step_mask"):
@@ -254,6 +391,16 @@ def test_mil_is_finite_for_saturated_scores_and_empty_solutions():
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
     assert mil_loss(torch.zeros(1, 2), torch.zeros(1, 2, dtype=torch.bool), torch.ones(1)).item() == 0.0
+
+
+def test_mil_keeps_its_precision_at_both_ends():
+    """log(1 - P) from log P: near P = 1 (log P capped at -1e-6) and for a tiny P the loss keeps its digits in
+    float32 (the other formula of each end gives 13.8023 instead of 13.8155 at the cap, and 0 instead of 2e-9)."""
+    near_one = mil_loss(torch.tensor([[20.0, 20.0]]), torch.ones(1, 2, dtype=torch.bool), torch.tensor([0.0]))
+    assert near_one.item() == pytest.approx(-math.log(-math.expm1(-1e-6)) / (1 + EPS), rel=1e-5)
+    tiny = mil_loss(torch.tensor([[-20.0]]), torch.ones(1, 1, dtype=torch.bool), torch.tensor([0.0]))
+    log_p = -20.0 - math.log1p(math.exp(-20.0))  # log sigmoid(-20)
+    assert tiny.item() == pytest.approx(-math.log1p(-math.exp(log_p)) / (1 + EPS), rel=1e-4)
 
 
 def test_first_error_loss_uses_the_heads_first_error_guess():

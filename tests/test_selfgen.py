@@ -54,6 +54,8 @@ def test_split_problems_are_disjoint_sized_and_seeded():
     assert len(sft) == 300 and len(held_out) == 100 and not sft & held_out  # small numbers: duplicates were drawn
     again = split_problems({"sft": 300, "eval": 100}, 2, 3, 10, seed=4)
     assert [p.question for p in again["eval"]] == [p.question for p in splits["eval"]]
+    other = split_problems({"sft": 300, "eval": 100}, 2, 3, 10, seed=5)
+    assert [p.question for p in other["eval"]] != [p.question for p in splits["eval"]]  # the seed decides
 
 
 def test_loop_problems_repeat_the_sft_run_sets_then_add_new_disjoint_ones():
@@ -106,8 +108,9 @@ def test_sample_solutions_shapes_and_restores_padding_side(smollm2_tokenizer):
                            max_new_tokens=4, batch_size=4, progress=False)
     assert len(out) == 3 and all(len(row) == 2 and all(isinstance(t, str) for t in row) for row in out)
     assert tok.padding_side == side
-    assert sample_solutions(model, tok, ["Q one?"], 2, max_new_tokens=4, seed=3, progress=False) == \
-        sample_solutions(model, tok, ["Q one?"], 2, max_new_tokens=4, seed=3, progress=False)
+    seeded = sample_solutions(model, tok, ["Q one?"], 2, max_new_tokens=4, seed=3, progress=False)
+    assert seeded == sample_solutions(model, tok, ["Q one?"], 2, max_new_tokens=4, seed=3, progress=False)
+    assert seeded != sample_solutions(model, tok, ["Q one?"], 2, max_new_tokens=4, seed=4, progress=False)
     with pytest.raises(ValueError, match="num_samples"):
         sample_solutions(model, tok, ["Q?"], 0)
 

@@ -20,8 +20,10 @@ from modeling_sprm.steps import (
     Step,
     StepRules,
     build_trace,
+    encode,
     join_steps,
     read_positions,
+    scored_regions,
     segment,
     token_index,
 )
@@ -139,6 +141,13 @@ def test_trailing_step_without_partial_delimiter():
     check("x = 7.¦", ["x = 7."], delimiters=["\n\n"])  # "\n\n" has no non-whitespace prefix to find
 
 
+def test_trailing_step_anchor_at_the_longest_partial_delimiter():
+    # Every prefix length of a delimiter's non-whitespace part is tried, the longest first: ".." of "...".
+    check("So it goes¦..", ["So it goes.."], delimiters=["...\n"])
+    check("So it goes¦.", ["So it goes."], delimiters=["...\n"])
+    check("x¦.", ["x."], delimiters=[".)"])
+
+
 def test_trailing_step_not_scored_when_disabled():
     check("a¦.\n\nThe answer is 7.", ["a.\n\n"], score_trailing_step=False)
     assert segment("The answer is 7", StepRules(score_trailing_step=False)) == []
@@ -181,6 +190,12 @@ def test_dot_between_digits_is_not_a_step_end():
         delimiters=["."],
         protect_code_and_numbers=False,
     )
+
+
+def test_digits_around_a_delimiter_at_the_edges_of_the_text():
+    check("3.5 kg of 7¦.", ["3.5 kg of 7."], delimiters=["."])  # protected at the very first delimiter position
+    check(".5 of 7¦", ["5 of 7"], delimiters=["."])  # a leading "." has no digit before it: an (empty) step end
+    check("x¦.5 y¦.", ["x.", "5 y."], delimiters=["."])  # a digit after the "." only: not protected
 
 
 def test_number_before_the_default_delimiter():
@@ -395,10 +410,14 @@ def test_token_index_and_read_positions_by_hand():
     # [BOS] "ab" "c" (gap: a trimmed space at 3) "de" [EOS]
     offsets = [(0, 0), (0, 2), (2, 3), (4, 6), (0, 0)]
     assert [token_index(offsets, c) for c in range(7)] == [1, 1, 2, 3, 3, 3, 4]
+    assert token_index([(0, 0), (0, 0)], 5) == 0  # no token holds text: one past the last that does is 0
     # an anchor past the text reads the last token holding text, never the EOS
     assert read_positions(offsets, [2, 4, 6, 100], -1) == [1, 2, 3, 3]
     assert read_positions(offsets, [2, 4], 0) == [2, 3]
     assert read_positions(offsets, [0], -1) == [0]  # clamped to the sequence
+    assert read_positions([(0, 1), (1, 2)], [1, 5], 1) == [1, 1]  # ...at both ends: never past the last token
+    # A zero-width token after a gap holds no text: a character in the gap maps to the next token holding text.
+    assert token_index([(0, 2), (4, 4), (4, 6)], 2) == 2
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -614,9 +633,13 @@ def test_truncation_cuts_steps_and_never_moves_a_position(tokenizer):
     rules = StepRules()
     full = build_trace(tokenizer, rules, question="Sum 0..29?", solution=solution, prompt_format="plain")
     assert not full.truncated and full.num_tokens == len(full.input_ids) and len(full.steps) == 30
-    assert build_trace(
+    # each step's first token: before its read position, after the previous step's
+    assert None not in full.starts and all(s <= p for s, p in zip(full.starts, full.positions))
+    assert all(a < b for a, b in zip(full.starts, full.starts[1:]))
+    exact = build_trace(
         tokenizer, rules, question="Sum 0..29?", solution=solution, prompt_format="plain", max_length=full.num_tokens
-    ).positions == full.positions
+    )
+    assert not exact.truncated and exact.positions == full.positions  # exactly max_length tokens: nothing cut
     for max_length in (full.num_tokens - 1, full.num_tokens // 2, 3):
         cut = build_trace(
             tokenizer, rules, question="Sum 0..29?", solution=solution, prompt_format="plain", max_length=max_length
@@ -626,6 +649,7 @@ def test_truncation_cuts_steps_and_never_moves_a_position(tokenizer):
         assert cut.steps == full.steps
         for kept, original in zip(cut.positions, full.positions):
             assert kept == (original if original < max_length else None)
+        assert cut.starts == [s if p is not None else None for s, p in zip(full.starts, cut.positions)]
         assert None in cut.positions  # the last step always reads the last token, which is cut
     assert build_trace(
         tokenizer, rules, question="Sum 0..29?", solution=solution, prompt_format="plain", max_length=3
@@ -721,3 +745,38 @@ def test_model_long_solution_is_truncated_with_a_flag(scorer):
 def test_steps_are_dataclasses_with_spans():
     step = segment("a.\n\nb", StepRules())[0]
     assert step == Step("a.\n\n", 0, 4, 1, "response", True)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Edges the cases above leave open (found by benchmarks/mutation.py)
+
+
+def test_empty_scored_regions_are_dropped():
+    text = "<think> a.\n\nb"  # an opening tag only: the thinking runs to the end, the response is empty
+    assert scored_regions(text, 0, len(text), StepRules(score_span="response")) == []
+    assert scored_regions(text, 0, len(text), StepRules(score_span="both")) == [(7, len(text), "think")]
+
+
+def test_given_steps_on_the_edge_of_a_span_are_kept(smollm2_tokenizer):
+    """A given step is scored when its anchor lies in a scored span, both ends included: the bare tag "<think>",
+    anchored right where the thinking starts, is a step of it."""
+    trace = build_trace(smollm2_tokenizer, StepRules(), question="Q?", steps=["<think>", "x = 1", "</think>", "ok"],
+                        prompt_format="plain")
+    assert [(s.text, s.part) for s in trace.steps] == [("<think>.\n\n", "think"), ("x = 1.\n\n", "think")]
+    trace = build_trace(smollm2_tokenizer, StepRules(score_span="response"), question="Q?",
+                        steps=["<think> x = 1", "</think>", "ok"], prompt_format="plain")
+    assert [(s.text, s.part) for s in trace.steps] == [("</think>.\n\n", "response"), ("ok", "response")]
+
+
+def test_a_formatted_text_gets_no_special_tokens(eos_tokenizer):
+    trace = build_trace(eos_tokenizer, StepRules(), text="We add 5 and 8.\n\nThe sum is 13")
+    assert eos_tokenizer.eos_token_id not in trace.input_ids  # scored as is (a plain prompt gets them: see above)
+    assert [eos_tokenizer.decode([trace.input_ids[p]]) for p in trace.positions] == ["8", "3"]
+
+
+def test_encode_edge_lengths(smollm2_tokenizer):
+    empty = encode(smollm2_tokenizer, "", [], StepRules())
+    assert (empty.input_ids, empty.positions, empty.truncated) == ([], [], False)
+    one = build_trace(smollm2_tokenizer, StepRules(), question="Q?", solution=ARITHMETIC, prompt_format="plain",
+                      max_length=1)
+    assert len(one.input_ids) == 1 and one.truncated and one.positions == [None, None, None]

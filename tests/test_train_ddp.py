@@ -10,13 +10,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import ROOT, make_tiny_backbone
+from conftest import ROOT, cannot_run, make_tiny_backbone
 
 SCRIPT = ROOT / "tests" / "ddp_train_script.py"
 
 
-@pytest.mark.skipif(shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None, reason="needs torchrun")
-def test_two_processes_train_the_same_head_as_one(smollm2_tokenizer, tmp_path):
+@pytest.mark.parametrize("loss", [["spr"], ["mil", '{"prefixes": true}']], ids=["spr", "mil-prefixes"])
+def test_two_processes_train_the_same_head_as_one(smollm2_tokenizer, tmp_path, loss):
+    """spr (with class balancing) and a non-spr loss, whose normalisation counts steps of solutions."""
+    if shutil.which("torchrun", path=os.path.dirname(sys.executable)) is None:
+        cannot_run("torchrun (from torch) is missing: the DDP test did not run")
     backbone_dir = tmp_path / "backbone"
     make_tiny_backbone(len(smollm2_tokenizer), smollm2_tokenizer.pad_token_id).save_pretrained(backbone_dir)
     smollm2_tokenizer.save_pretrained(backbone_dir)
@@ -29,7 +32,7 @@ def test_two_processes_train_the_same_head_as_one(smollm2_tokenizer, tmp_path):
     # Both at once (global batch 8: 2 optimizer steps per epoch over 16 records).
     runs = {
         name: subprocess.Popen(
-            [*command, str(backbone_dir), str(tmp_path / name), "8"],
+            [*command, str(backbone_dir), str(tmp_path / name), "8", *loss],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         for name, command in commands.items()
@@ -53,3 +56,4 @@ def test_two_processes_train_the_same_head_as_one(smollm2_tokenizer, tmp_path):
 
     loaded = SPRMForStepScoring.from_pretrained(tmp_path / "two")
     assert loaded.config.head_is_trained and loaded.config.head_training["global_steps"] == 8
+    assert loaded.config.head_training["loss"] == loss[0]
