@@ -7,7 +7,7 @@ import torch
 
 from modeling_sprm.generation import SamplingConfig
 from modeling_sprm.labeling import label_to_folder, load_labels, monte_carlo_labels
-from modeling_sprm.trainer import as_record
+from modeling_sprm.data import as_record
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
