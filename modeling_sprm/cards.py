@@ -212,6 +212,11 @@ def render_model_card(
     training = {**(config.head_training or {}), **(training or {})}
     text_config = config.text_config
     c, m = text_config.hidden_size, config.head_hidden_multiplier
+    f = config.feature_size  # the head's input: c times the number of layers read
+    layers = config.feature_layers or [config.feature_layer]
+    read = ", ".join(f"`hidden_states[{k}]`" for k in layers) + (" concatenated" if len(layers) > 1 else "")
+    readout = f"({read}) at one token per step" if config.step_pooling == "delimiter" else (
+        f"({read}) averaged over each step's tokens")
     reference = config.backbone_name_or_path or ""
     base_model = reference if _HUB_ID.fullmatch(reference) and not Path(reference).exists() else None
     if embedded_backbone:
@@ -245,10 +250,10 @@ def render_model_card(
         card_data,
         template_path=str(TEMPLATES / "model_card.md"),
         repo_id=repo_id,
-        hidden_size=c,
-        inner_size=m * c,
-        head_params=m * c * c + 2 * m * c + 1,
-        feature_layer=config.feature_layer,
+        hidden_size=f,
+        inner_size=m * f,
+        head_params=m * f * f + 2 * m * f + 1,
+        readout=readout,
         aggregation=config.aggregation,
         delimiters=", ".join(f"`{d!r}`" for d in config.step_delimiters),
         read_at=_read_position(config.score_offset),

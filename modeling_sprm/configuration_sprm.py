@@ -12,6 +12,7 @@ from transformers import AutoConfig, PretrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 AGGREGATIONS = ("geometric_mean", "min", "mean", "last", "product")
+STEP_POOLINGS = ("delimiter", "mean")  # readouts.POOLINGS (this module imports only transformers)
 
 
 class SPRMConfig(PretrainedConfig):
@@ -35,6 +36,14 @@ class SPRMConfig(PretrainedConfig):
         feature_layer (`int`, defaults to -2):
             Index into the backbone's `hidden_states` tuple whose features the head reads. -2 is the raw output of
             the second-to-last decoder layer (MetaStone-S1); -1 the final-norm output; 0 the embeddings.
+        feature_layers (`list[int]`, *optional*):
+            Several `hidden_states` indices whose readouts are concatenated in this order (the head then reads
+            `hidden_size * len(feature_layers)` features); `None` reads `feature_layer` alone. A scoring forward
+            still stops at the highest layer read.
+        step_pooling (`str`, defaults to `"delimiter"`):
+            What the head reads of each layer per step: `"delimiter"` the hidden state at the step's read position
+            (MetaStone-S1), `"mean"` the mean of the hidden states of the step's tokens, from its first token to its
+            read position inclusive (`readouts.step_means`).
         step_delimiters (`list[str]`, defaults to `[".\n\n"]`):
             Strings that end a step. Any non-empty strings work: `"\n\n"`, `"\n"`, `"。"`... Steps given as a list
             are joined with the first one.
@@ -88,6 +97,8 @@ class SPRMConfig(PretrainedConfig):
     head_dropout: float = 0.5
     feature_normalization: Literal["none", "standardize"] = "none"
     feature_layer: int = -2
+    feature_layers: list[int] | None = None
+    step_pooling: Literal["delimiter", "mean"] = "delimiter"
     step_delimiters: list[str] = field(default_factory=lambda: [".\n\n"])
     score_offset: int = -1
     skip_empty_steps: bool = True
@@ -123,12 +134,24 @@ class SPRMConfig(PretrainedConfig):
             raise ValueError(f"feature_normalization must be 'none' or 'standardize', got {self.feature_normalization!r}")
         if not 0.0 <= self.head_dropout < 1.0:
             raise ValueError(f"head_dropout must be in [0, 1), got {self.head_dropout}")
+        if self.step_pooling not in STEP_POOLINGS:
+            raise ValueError(f"step_pooling must be one of {STEP_POOLINGS}, got {self.step_pooling!r}")
+        if self.feature_layers is not None:
+            if isinstance(self.feature_layers, int) or not all(type(k) is int for k in self.feature_layers):
+                raise ValueError(f"feature_layers must be a list of hidden_states indices, got {self.feature_layers!r}")
+            self.feature_layers = list(self.feature_layers)
+            if not self.feature_layers:
+                raise ValueError("feature_layers must name at least one hidden_states index (or be None)")
         n_layers = self.text_config.num_hidden_layers
-        if not -(n_layers + 1) <= self.feature_layer <= n_layers:
-            raise ValueError(
-                f"feature_layer={self.feature_layer} is outside the backbone's hidden_states "
-                f"(indices {-(n_layers + 1)}..{n_layers} for {n_layers} layers)"
-            )
+        named = [("feature_layer=", self.feature_layer)]
+        for name, layer in named + [("feature_layers entry ", k) for k in self.feature_layers or []]:
+            if not -(n_layers + 1) <= layer <= n_layers:
+                raise ValueError(
+                    f"{name}{layer} is outside the backbone's hidden_states "
+                    f"(indices {-(n_layers + 1)}..{n_layers} for {n_layers} layers)"
+                )
+        if len(set(self.read_layers)) != len(self.read_layers):
+            raise ValueError(f"feature_layers name the same hidden_states layer twice: {self.feature_layers}")
         # The wrapper ties nothing itself; the backbone ties its own embeddings.
         self.tie_word_embeddings = False
         # A checkpoint's `custom_pipelines` points transformers' `pipeline()` at the pipeline code the checkpoint
@@ -157,6 +180,17 @@ class SPRMConfig(PretrainedConfig):
     @property
     def backbone_config(self) -> PretrainedConfig:
         return self.text_config
+
+    @property
+    def read_layers(self) -> list[int]:
+        """The `hidden_states` indices the head reads, in order, counted from 0 (the embeddings)."""
+        n = self.text_config.num_hidden_layers
+        return [k if k >= 0 else n + 1 + k for k in (self.feature_layers or [self.feature_layer])]
+
+    @property
+    def feature_size(self) -> int:
+        """Width of a step's features: the hidden size times the number of layers read."""
+        return self.text_config.hidden_size * len(self.read_layers)
 
     @property
     def head_is_trained(self) -> bool:

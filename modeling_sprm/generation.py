@@ -1,12 +1,14 @@
 """Generate and score with one backbone: Best-of-N and SPRM-guided step search, where the step scores come from the
 policy's own forward passes during generation.
 
-The SPRM head reads the feature layer (``hidden_states[feature_layer]``) at one token per step. That layer is
-computed anyway while the policy samples, so a forward hook (``SPRMForStepScoring.capture_features``) hands each
-decoding step's features to a :class:`StepFeatureCollector`, which keeps only the ones at possible step read
-positions. When a candidate is done, ``steps.segment`` + ``steps.read_positions`` (the one path from text to read
-positions) pick the features and only the head runs: no second forward over the sequence, unlike MetaStone-S1's
-released scorer, which reloads the model and re-encodes every sample.
+The SPRM head reads the feature layers (``hidden_states[feature_layer]``, or ``feature_layers`` concatenated) at
+one token per step, or averaged over the step's tokens (``step_pooling="mean"``). Those layers are computed anyway
+while the policy samples, so forward hooks (``SPRMForStepScoring.capture_features``) hand each decoding step's
+features to a :class:`StepFeatureCollector`, which keeps only the ones at possible step read positions (every one
+for a mean readout). When a candidate is done, ``steps.segment`` + ``steps.read_positions`` (the one path from
+text to read positions) pick the features, ``captured_step_features`` pools them as a scoring forward does, and
+only the head runs: no second forward over the sequence, unlike MetaStone-S1's released scorer, which reloads the
+model and re-encodes every sample.
 
 Character offsets of generated tokens come from decoding the generated ids incrementally
 (:class:`IncrementalDetokenizer`), never from re-tokenizing the text: re-tokenizing decoded text can give other
@@ -210,7 +212,8 @@ class AnchorFilter:
 class Rollout:
     """A generated continuation of a prompt. ``token_ids`` exclude the end-of-sequence token; ``offsets[i]`` is the
     span of ``token_ids[i]`` in ``text``. ``features`` maps a position, counted from the first generated token
-    (-1 is the last prompt token), to the feature-layer vector there; only possible read positions are kept."""
+    (-1 is the last prompt token), to the feature-layer vector there (`capture_features`: the layers read,
+    concatenated); only possible read positions are kept, or every position for a mean readout."""
 
     prompt_ids: list[int]
     prompt_text: str
@@ -242,7 +245,9 @@ class Rollout:
 class _Row:
     """Collector state of one sequence of a generate() call."""
 
-    def __init__(self, rollout: Rollout, tokenizer: Any, anchor_filter: AnchorFilter, score_offset: int):
+    def __init__(
+        self, rollout: Rollout, tokenizer: Any, anchor_filter: AnchorFilter, score_offset: int, keep_all: bool = False
+    ):
         self.rollout = rollout
         self.detok = IncrementalDetokenizer(tokenizer, rollout.prompt_ids)
         for token_id in rollout.token_ids:  # a continued rollout (step search): rebuild its text and offsets
@@ -250,6 +255,9 @@ class _Row:
         self.prior = len(rollout.token_ids)  # tokens generated before this generate() call
         self.filter = anchor_filter
         self.score_offset = score_offset
+        # A mean readout (step_pooling="mean") reads every token of a step: then every feature is kept.
+        self.keep_all = keep_all
+        self.lowest = -1 if keep_all else min(score_offset, 0)  # lowest position whose feature may be read
         self.pending: dict[int, torch.Tensor] = {}
         self.kept: dict[int, torch.Tensor] = {}
         self.done = False
@@ -261,7 +269,10 @@ class _Row:
 
     def offer(self, position: int, feature: torch.Tensor) -> None:
         """A feature for a position (counted from the first generated token); kept if it can be a read position."""
-        if position < min(self.score_offset, 0) or position > self.num_tokens - 1 or position in self.kept:
+        if position < self.lowest or position > self.num_tokens - 1 or position in self.kept:
+            return
+        if self.keep_all:
+            self.kept[position] = feature.clone()
             return
         self.pending[position] = feature
 
@@ -325,7 +336,7 @@ class StepFeatureCollector(StoppingCriteria):
             block = self.captured.pop(0)  # [batch, new_columns, hidden]
             for b, row in enumerate(self.rows):
                 first = self.columns - self.pad[b] - len(row.rollout.prompt_ids)  # position of this block's column 0
-                lo = max(0, min(row.score_offset, 0) - first)
+                lo = max(0, row.lowest - first)
                 for j in range(lo, block.shape[1]):
                     row.offer(first + j, block[b, j])
             self.columns += block.shape[1]
@@ -385,7 +396,8 @@ def generate_rollouts(
     processor = SPRMProcessor.from_model(model, tokenizer)
     tokenizer, rules = processor.tokenizer, processor.rules
     anchor_filter = AnchorFilter(rules)
-    rows = [_Row(r, tokenizer, anchor_filter, rules.score_offset) for r in rollouts]
+    keep_all = model.config.step_pooling == "mean"
+    rows = [_Row(r, tokenizer, anchor_filter, rules.score_offset, keep_all) for r in rollouts]
     contexts = [r.prompt_ids + r.token_ids for r in rollouts]
     lengths = [len(c) for c in contexts]
     pad_id = processor.pad_token_id
@@ -455,26 +467,42 @@ def copy_rollout(rollout: Rollout) -> Rollout:
     return Rollout(rollout.prompt_ids, rollout.prompt_text, rollout.prompt_offsets, list(rollout.token_ids))
 
 
+def captured_step_features(model: Any, rollout: Rollout, trace: EncodedTrace) -> torch.Tensor:
+    """``[num_read_steps, feature_size]``: what the head reads of each read step of ``trace``
+    (``rollout.trace(rules)``), from the features captured while sampling, pooled by
+    `SPRMForStepScoring.step_features_from_hidden` as a scoring forward pools them."""
+    read = [(p if s is None else s, p) for s, p in zip(trace.starts, trace.positions) if p is not None]
+    if not read:
+        return torch.zeros((0, model.config.feature_size))
+    mean = model.config.step_pooling == "mean"
+    # the tokens the readout needs: every token from the first step start on (mean), or the read tokens
+    lo = min(s for s, _ in read) if mean else 0
+    window = range(lo, max(p for _, p in read) + 1) if mean else [p for _, p in read]
+    prompt_len = len(rollout.prompt_ids)
+    rows = []
+    for position in window:
+        feature = rollout.features.get(position - prompt_len)
+        if feature is None:
+            raise RuntimeError(
+                f"no captured feature at position {position} of a {len(trace.input_ids)}-token sequence "
+                "(a bug in the step feature capture)"
+            )
+        rows.append(feature)
+    if mean:
+        positions, starts = torch.tensor([[p - lo for _, p in read]]), torch.tensor([[s - lo for s, _ in read]])
+    else:
+        positions = starts = torch.arange(len(read)).unsqueeze(0)
+    return model.step_features_from_hidden(torch.stack(rows).unsqueeze(0), positions, starts)[0]
+
+
 @torch.inference_mode()
 def score_rollouts(
     model: Any, rollouts: Sequence[Rollout], traces: Sequence[EncodedTrace]
 ) -> tuple[list[list[float]], list[float]]:
-    """Run the head on the captured features at each trace's read positions: ``(step_scores, scores)``."""
-    hidden = model.config.text_config.hidden_size
+    """Run the head on the captured features of each trace's steps (`captured_step_features`):
+    ``(step_scores, scores)``."""
     head_param = model.score_head[0].weight
-    per_trace = []
-    for rollout, trace in zip(rollouts, traces):
-        prompt_len = len(rollout.prompt_ids)
-        found = []
-        for position in trace.positions:
-            feature = rollout.features.get(position - prompt_len)
-            if feature is None:
-                raise RuntimeError(
-                    f"no captured feature at position {position} of a {len(trace.input_ids)}-token sequence "
-                    "(a bug in the step feature capture)"
-                )
-            found.append(feature)
-        per_trace.append(torch.stack(found) if found else torch.zeros(0, hidden))
+    per_trace = [captured_step_features(model, rollout, trace) for rollout, trace in zip(rollouts, traces)]
     features, mask = pad_step_features(per_trace, dtype=head_param.dtype, device=head_param.device)
     _, step_scores, scores = model.score_step_features(features, mask)
     return [step_scores[i][mask[i]].tolist() for i in range(len(traces))], scores.tolist()
@@ -703,6 +731,7 @@ __all__ = [
     "SamplingConfig",
     "StepFeatureCollector",
     "best_of_n",
+    "captured_step_features",
     "generate_rollouts",
     "resolve_num_candidates",
     "score_rollouts",

@@ -45,7 +45,14 @@ from typing import Any, Callable, Sequence
 import torch
 
 from .answers import answers_match, extract_answer
-from .generation import SamplingConfig, copy_rollout, eos_token_ids, generate_rollouts, prompt_rollout
+from .generation import (
+    SamplingConfig,
+    captured_step_features,
+    copy_rollout,
+    eos_token_ids,
+    generate_rollouts,
+    prompt_rollout,
+)
 from .processing_sprm import SPRMProcessor
 from .steps import Step, StepRules, segment
 
@@ -120,7 +127,6 @@ def _solution_steps(prompt_text: str, solution: str, rules: StepRules) -> list:
 
 def _sampled_solutions(model, tokenizer, rules, problems, num_samples, sampling, batch_size, first_index):
     """Sample ``num_samples`` solutions per problem with ``generation.generate_rollouts`` (features captured)."""
-    hidden = model.config.text_config.hidden_size
     out: list[_Solution] = []
     per_call = max(1, batch_size // num_samples)
     for first in range(0, len(problems), per_call):
@@ -128,9 +134,7 @@ def _sampled_solutions(model, tokenizer, rules, problems, num_samples, sampling,
         starts = [prompt_rollout(model, tokenizer, p["question"]) for p in part]
         copies = [copy_rollout(s) for s in starts for _ in range(num_samples)]
         for r, rollout in enumerate(generate_rollouts(model, tokenizer, copies, sampling)):
-            prompt_len = len(rollout.prompt_ids)
-            rows = [rollout.features[p - prompt_len].float().cpu() for p in rollout.trace(rules).positions]
-            features = torch.stack(rows) if rows else torch.zeros((0, hidden))
+            features = captured_step_features(model, rollout, rollout.trace(rules)).float().cpu()
             steps = _solution_steps(rollout.prompt_text, rollout.text, rules)
             out.append(_Solution(first_index + first + r // num_samples, r % num_samples, rollout.prompt_ids,
                                  rollout.text, rollout.token_ids, rollout.offsets, steps, features))

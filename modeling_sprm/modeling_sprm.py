@@ -4,8 +4,10 @@ head on its hidden states), as MetaStone-S1's self-supervised process reward mod
 The one path every score takes::
 
     text -> processing_sprm.SPRMProcessor       (steps.build_trace: steps and the token where each score is read)
-         -> backbone forward up to `feature_layer` (captured by a hook there; the layers above it, the final
-                                                   norm and the LM head are not run, see `forward`)
+         -> backbone forward up to the highest layer read (`feature_layer`, or `feature_layers` concatenated;
+                                                   captured by hooks there; the layers above it, the final norm and
+                                                   the LM head are not run, see `forward`)
+         -> readouts.pool                          (`step_pooling`: the read token's state, or the mean of the step's)
          -> SPRMHead                               (Linear(c, 2c) ReLU Dropout Linear(2c, 1) -> step logits)
          -> sigmoid -> aggregation                 (step scores -> solution score)
 
@@ -30,6 +32,7 @@ from transformers.utils import ModelOutput
 from .aggregation import aggregate
 from .backbones import resolve_backbone, weights_fingerprint
 from .configuration_sprm import SPRMConfig
+from .readouts import pool
 
 AUTO_MAP = {
     "AutoConfig": "configuration_sprm.SPRMConfig",
@@ -150,7 +153,7 @@ class SPRMForStepScoring(PreTrainedModel, GenerationMixin):
         super().__init__(config)
         self.backbone = backbone if backbone is not None else AutoModelForCausalLM.from_config(config.text_config)
         self.score_head = SPRMHead(
-            config.text_config.hidden_size,
+            config.feature_size,
             config.head_hidden_multiplier,
             config.head_dropout,
             standardize=config.feature_normalization == "standardize",
@@ -180,41 +183,77 @@ class SPRMForStepScoring(PreTrainedModel, GenerationMixin):
         return self.backbone.get_decoder()
 
     # -- reading features ---------------------------------------------------------------------------------------
-    def feature_module(self) -> nn.Module | None:
-        """The backbone module whose output is ``hidden_states[feature_layer]``, or None when this architecture
-        has no recognisable layer list (then ``output_hidden_states`` is used instead)."""
+    def feature_modules(self) -> list[nn.Module] | None:
+        """The backbone modules whose outputs are ``hidden_states[k]`` for each layer read (`SPRMConfig.read_layers`,
+        in order), or None when this architecture has no recognisable layer list (then ``output_hidden_states`` is
+        used instead)."""
         base = self.backbone.base_model
         n = self.config.text_config.num_hidden_layers
-        k = self.config.feature_layer if self.config.feature_layer >= 0 else n + 1 + self.config.feature_layer
-        if k == 0:
-            return base.get_input_embeddings()
-        if k == n:
-            return getattr(base, "norm", None)
         layers = getattr(base, "layers", None)
-        return layers[k - 1] if isinstance(layers, nn.ModuleList) and len(layers) == n else None
+        modules = []
+        for k in self.config.read_layers:
+            if k == 0:
+                module = base.get_input_embeddings()
+            elif k == n:
+                module = getattr(base, "norm", None)
+            else:
+                module = layers[k - 1] if isinstance(layers, nn.ModuleList) and len(layers) == n else None
+            if module is None:
+                return None
+            modules.append(module)
+        return modules
 
     @contextlib.contextmanager
     def capture_features(self, stop: bool = False):
-        """Context manager that records the feature layer's output of every backbone forward in a list, e.g.
-        during `generate()`: each entry is ``[batch, new_tokens, hidden]``. Only the feature layer is kept. With
-        ``stop=True`` the forward ends right there, by raising `FeatureLayerReached` (see `forward`)."""
-        module = self.feature_module()
-        if module is None:
+        """Context manager that records the feature layers' outputs of every backbone forward in a list, e.g.
+        during `generate()`: each entry is ``[batch, new_tokens, feature_size]``, the layers read concatenated in
+        `SPRMConfig.read_layers` order. Only those layers are kept. With ``stop=True`` the forward ends at the
+        highest of them, by raising `FeatureLayerReached` (see `forward`)."""
+        modules = self.feature_modules()
+        if modules is None:
             raise NotImplementedError(
                 f"cannot hook the feature layer of {type(self.backbone).__name__}; use output_hidden_states"
             )
         captured: list[torch.Tensor] = []
+        outputs: dict[int, torch.Tensor] = {}
+        last = max(range(len(modules)), key=lambda i: self.config.read_layers[i])  # the layer that runs last
 
-        def hook(_module, _inputs, output):
-            captured.append(output[0] if isinstance(output, tuple) else output)
-            if stop:
-                raise FeatureLayerReached
+        def hook(i: int, output) -> None:
+            outputs[i] = output[0] if isinstance(output, tuple) else output
+            if i == last:
+                parts = [outputs.pop(j) for j in range(len(modules))]  # device_map may spread the layers
+                captured.append(parts[0] if len(parts) == 1 else torch.cat([p.to(parts[-1].device) for p in parts], -1))
+                if stop:
+                    raise FeatureLayerReached
 
-        handle = module.register_forward_hook(hook)
+        handles = [m.register_forward_hook(lambda _m, _in, out, i=i: hook(i, out)) for i, m in enumerate(modules)]
         try:
             yield captured
         finally:
-            handle.remove()
+            for handle in handles:
+                handle.remove()
+
+    def step_features_from_hidden(
+        self, hidden: torch.Tensor, step_positions: torch.Tensor, step_starts: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """What the head reads of each step (`SPRMConfig.step_pooling`), the one place every caller gets it from.
+
+        Args:
+            hidden: `[batch, tokens, feature_size]`, the layers read concatenated (`capture_features`).
+            step_positions: `[batch, num_steps]` read positions, -1 for padding.
+            step_starts: `[batch, num_steps]` first token of each step (-1 for padding); needed for `"mean"`.
+        Returns:
+            `[batch, num_steps, feature_size]`, zeros at padded steps.
+        """
+        if step_positions.dim() != 2:
+            raise ValueError(f"step_positions must be [batch, num_steps], got {tuple(step_positions.shape)}")
+        if (step_positions >= hidden.shape[1]).any():
+            raise ValueError(f"a step position is past the sequence length {hidden.shape[1]}")
+        if self.config.step_pooling == "mean" and step_starts is None:
+            raise ValueError(
+                "step_pooling='mean' needs step_starts (the first token of each step; SPRMProcessor.pad gives them)"
+            )
+        return pool(hidden, step_starts, step_positions, self.config.step_pooling)
 
     def score_step_features(
         self, step_features: torch.Tensor, step_mask: torch.Tensor
@@ -261,8 +300,8 @@ class SPRMForStepScoring(PreTrainedModel, GenerationMixin):
     ) -> SPRMOutput:
         r"""
         Two modes. **Scoring**: give `step_positions` (`[batch, num_steps]` token indices, -1 for padding) with
-        `input_ids`, or precomputed `step_features` (`[batch, num_steps, hidden]`) with `step_mask`; the output
-        holds step logits, step scores and solution scores. **Language model**: without either, this is the
+        `input_ids`, or precomputed `step_features` (`[batch, num_steps, config.feature_size]`) with `step_mask`; the
+        output holds step logits, step scores and solution scores. **Language model**: without either, this is the
         backbone's causal LM (what `generate()` calls); `logits` and `cache` are returned. Other keyword
         arguments go to the backbone unchanged.
 
@@ -270,7 +309,7 @@ class SPRMForStepScoring(PreTrainedModel, GenerationMixin):
 
         Args:
             step_starts (`[batch, num_steps]`, *optional*): the first token of each step (-1 for padding), as
-                `SPRMProcessor` pads it; the head reads one token per step and does not use it.
+                `SPRMProcessor` pads it; needed by `step_pooling="mean"`, unused by `"delimiter"`.
             feature_grad_scale (`float`, *optional*): scale the gradient flowing from the head into the backbone
                 (MetaStone-S1 uses 1e-4) without changing the forward value.
             return_lm_logits (`bool`, *optional*): also compute LM logits in scoring mode (for a joint LM loss).
@@ -284,14 +323,14 @@ class SPRMForStepScoring(PreTrainedModel, GenerationMixin):
                 raise ValueError("give input_ids (or inputs_embeds), or precomputed step_features")
             if scoring and use_cache is None and cache is None:
                 use_cache = False  # a scoring forward has no next token: no KV cache to build
-            module = self.feature_module() if scoring else None
-            use_hidden_states = bool(output_hidden_states) or (scoring and module is None)
+            modules = self.feature_modules() if scoring else None
+            use_hidden_states = bool(output_hidden_states) or (scoring and modules is None)
             # Stop at the feature layer when nothing above it is asked for. The backbone's own forward still
             # computes the masks, position ids and device moves (any architecture, quantized or device_map'ed);
             # only the layers above the feature layer, the final norm and the LM head are skipped. Not under
             # gradient checkpointing, whose recomputation would run the hooked layer again.
             stop = (
-                module is not None
+                modules is not None
                 and not (want_lm or use_hidden_states or output_attentions or use_cache)
                 and not (torch.is_grad_enabled() and _checkpointing(self.backbone))
             )
@@ -299,7 +338,7 @@ class SPRMForStepScoring(PreTrainedModel, GenerationMixin):
                 # Causal attention never looks right, so right padding cannot change a real token's features: without
                 # the mask, attention takes its fast causal kernel instead of a masked one (same features).
                 attention_mask = None
-            with self.capture_features(stop) if module is not None else contextlib.nullcontext() as captured:
+            with self.capture_features(stop) if modules is not None else contextlib.nullcontext() as captured:
                 try:
                     backbone_out = self.backbone(
                         input_ids=input_ids,
@@ -318,14 +357,12 @@ class SPRMForStepScoring(PreTrainedModel, GenerationMixin):
                     if not stop:
                         raise
             if scoring:
-                if step_positions.dim() != 2:
-                    raise ValueError(f"step_positions must be [batch, num_steps], got {tuple(step_positions.shape)}")
-                hidden = captured[-1] if module is not None else backbone_out.hidden_states[self.config.feature_layer]
+                if modules is not None:
+                    hidden = captured[-1]
+                else:
+                    hidden = torch.cat([backbone_out.hidden_states[k] for k in self.config.read_layers], dim=-1)
                 step_mask = step_positions >= 0
-                if (step_positions >= hidden.shape[1]).any():
-                    raise ValueError(f"a step position is past the sequence length {hidden.shape[1]}")
-                index = step_positions.clamp(min=0).unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
-                step_features = hidden.gather(1, index.to(hidden.device))
+                step_features = self.step_features_from_hidden(hidden, step_positions, step_starts)
         elif step_mask is None:
             if step_positions is None:
                 raise ValueError("precomputed step_features need a step_mask")

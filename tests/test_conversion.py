@@ -4,6 +4,7 @@ classification) to SPRM checkpoints, tested against reference scorers written he
 
 import math
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -266,14 +267,23 @@ def test_export_of_a_lora_checkpoint_folds_the_adapter_into_the_backbone(tmp_pat
     assert not torch.allclose(original, adapted, atol=1e-3)
 
 
-def test_export_refuses_a_model_metastone_cannot_read(tmp_path, converted_metastone):
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"feature_layer": -1}, "feature_layer=-1"),
+        ({"step_pooling": "mean"}, "step_pooling='mean' (MetaStone: 'delimiter')"),
+        ({"feature_layers": [-2, -1]}, "feature_layers=[-2, -1] (MetaStone: None)"),
+    ],
+)
+def test_export_refuses_a_model_metastone_cannot_read(tmp_path, converted_metastone, options, match):
     from modeling_sprm import SPRMForStepScoring
 
     model = SPRMForStepScoring.from_pretrained(converted_metastone)
-    model.config.feature_layer = -1
-    model.save_pretrained(tmp_path / "other")
-    with pytest.raises(ConversionError, match="feature_layer=-1"):
+    other = SPRMForStepScoring.from_backbone(model.backbone, **{**conversion.METASTONE_SEMANTICS, **options})
+    other.save_pretrained(tmp_path / "other")
+    with pytest.raises(ConversionError, match=re.escape(match)) as error:
         conversion.export_metastone(tmp_path / "other", tmp_path / "out")
+    assert "\n" not in str(error.value) and not (tmp_path / "out" / "score_module.pt").exists()
 
 
 def test_export_warns_when_step_rules_differ(tmp_path, converted_metastone):

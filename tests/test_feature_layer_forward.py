@@ -89,7 +89,7 @@ def test_architecture_without_a_layer_list_falls_back_to_hidden_states(tiny_sprm
     batch = padded_batch(model, tokenizer)
     with torch.no_grad():
         early = model(**batch)
-        monkeypatch.setattr(model, "feature_module", lambda: None)
+        monkeypatch.setattr(model, "feature_modules", lambda: None)
         ran, fallback = modules_run(model, batch)
     assert "layer1" in ran  # the whole backbone ran, with output_hidden_states
     assert torch.allclose(fallback.step_scores, early.step_scores, atol=1e-6)

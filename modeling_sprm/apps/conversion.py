@@ -47,6 +47,8 @@ TRL_DEFAULT_SEPARATOR = "\n"  # TRL PRMConfig.step_separator
 # MetaStone-S1's scorer (test/score_model_queue.py), written out as SPRMConfig fields.
 METASTONE_SEMANTICS: dict[str, Any] = {
     "feature_layer": -2,
+    "feature_layers": None,  # one layer
+    "step_pooling": "delimiter",  # the state of one token per step
     "head_hidden_multiplier": 2,
     "head_dropout": 0.5,
     "step_delimiters": [".\n\n"],
@@ -61,7 +63,9 @@ METASTONE_SEMANTICS: dict[str, Any] = {
     "empty_solution_score": 0.0,
 }
 # Fields MetaStone's scorer hard-codes: an SPRM that differs here cannot be exported to its layout.
-_METASTONE_FIXED = ("feature_layer", "head_hidden_multiplier", "step_delimiters", "score_offset")
+_METASTONE_FIXED = (
+    "feature_layer", "feature_layers", "step_pooling", "head_hidden_multiplier", "step_delimiters", "score_offset"
+)
 
 
 class ConversionError(ValueError):

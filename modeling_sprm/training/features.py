@@ -3,7 +3,8 @@ read positions, so head-only training epochs (and many experiments) skip the bac
 
 ``extract_step_features(model, tokenizer, records)`` returns a ``datasets.Dataset`` with the record fields plus:
 
-* ``step_features``: ``[num_scored_steps, hidden]`` float32, the feature layer at each step's read position;
+* ``step_features``: ``[num_scored_steps, feature_size]`` float32, what the head reads of each step (the feature
+  layers at its read position, or averaged over its tokens: ``step_pooling``);
 * ``num_steps``: steps in the trace; ``num_scored_steps``: those inside the context window (a prefix);
 * ``trace_truncated``: the input was longer than ``max_length``.
 
@@ -34,7 +35,7 @@ def step_features_for_traces(
     batch_size: int | None = 8,
     max_batch_tokens: int | None = None,
 ) -> list[torch.Tensor]:
-    """Features ``[num_scored_steps, hidden]`` (float32, CPU) of each trace, in input order. Traces are batched by
+    """Features ``[num_scored_steps, feature_size]`` (float32, CPU) of each trace, in input order. Traces are batched by
     length so that little padding is computed: at most ``batch_size`` per forward (None: no limit) and at most
     ``max_batch_tokens`` padded tokens (`processing_sprm.plan_batches`; default: the device's
     `processing_sprm.DEFAULT_MAX_BATCH_TOKENS`)."""
@@ -50,13 +51,16 @@ def step_features_for_traces(
 
 
 def cache_key(model: SPRMForStepScoring, records: Sequence[dict], max_length: int | None) -> str:
-    """What the cached features depend on: backbone weights, feature layer, step rules, prompt format, the
-    context length and the records themselves."""
+    """What the cached features depend on: backbone weights, feature layers and pooling, step rules, prompt
+    format, the context length and the records themselves."""
     config = model.config
     processor = SPRMProcessor.from_config(config, tokenizer=None)
     payload = {
         "backbone": weights_fingerprint(model.backbone),
         "feature_layer": config.feature_layer,
+        # only when set, so that the keys of default readouts stay those of earlier caches
+        **({"feature_layers": config.feature_layers} if config.feature_layers is not None else {}),
+        **({"step_pooling": config.step_pooling} if config.step_pooling != "delimiter" else {}),
         "rules": processor.rules.__dict__,
         "prompt_format": [processor.prompt_format, processor.plain_prompt_template],
         "max_length": max_length,
@@ -105,7 +109,7 @@ def extract_step_features(
     if target is not None and (target / "dataset_info.json").is_file():
         return datasets.load_from_disk(str(target))
 
-    hidden = model.config.text_config.hidden_size
+    hidden = model.config.feature_size
     was_training = model.training
     model.eval()
 

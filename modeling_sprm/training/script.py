@@ -17,6 +17,7 @@ from ..arguments import ModelArguments
 from ..backbones import EMBEDDED_BACKBONE_ID, resolve_backbone
 from ..data import LOADERS, load_records
 from ..cards import EVAL_RESULTS_FILE
+from ..configuration_sprm import STEP_POOLINGS
 from ..loading import (
     STAGING_DIR,
     ModelLoadError,
@@ -33,11 +34,15 @@ from .trainer import SCORE_PLOT_NAME, TRAINERS, TRAINING_LOG_NAME, SPRMTrainer
 
 
 def load_for_training(
-    model_name_or_path: str | None = None, dtype: str | torch.dtype | None = None, device_map: str | dict | None = None
+    model_name_or_path: str | None = None,
+    dtype: str | torch.dtype | None = None,
+    device_map: str | dict | None = None,
+    **head_options,
 ) -> tuple[SPRMForStepScoring, Any]:
     """``(model, tokenizer)`` to train: an SPRM checkpoint (training continues from its head), or a causal LM (a
-    fresh head is attached); None = the embedded SmolLM2-135M-Instruct backbone. The Trainer places the model, unless
-    ``device_map`` spreads the backbone over devices (accelerate; the Trainer then leaves it where it is)."""
+    fresh head is attached, with the `SPRMConfig` fields in ``head_options``, e.g. ``step_pooling``); None = the
+    embedded SmolLM2-135M-Instruct backbone. The Trainer places the model, unless ``device_map`` spreads the
+    backbone over devices (accelerate; the Trainer then leaves it where it is)."""
     reference = model_name_or_path or EMBEDDED_BACKBONE_ID
     location = resolve_backbone(reference)
     try:
@@ -51,8 +56,12 @@ def load_for_training(
         if Path(location).is_dir():
             check_model_folder(location)
         model = SPRMForStepScoring.from_pretrained(location, **kwargs)
+        for key, value in head_options.items():  # the head's weights fix what it reads
+            if getattr(model.config, key) != value:
+                raise ValueError(f"--{key} {value}: the head of {reference} reads {key}="
+                                 f"{getattr(model.config, key)!r}; train a fresh head on its backbone to change it")
         return model, load_tokenizer(model, str(location))
-    model = SPRMForStepScoring.from_backbone(reference, **kwargs)
+    model = SPRMForStepScoring.from_backbone(reference, **kwargs, **head_options)
     return model, AutoTokenizer.from_pretrained(location)
 
 
@@ -86,9 +95,11 @@ def train_head(
     eval_split: str | None = None,
     resume_from_checkpoint: str | bool | None = None,
     log: Callable[[str], None] = print,
+    head_options: dict | None = None,
 ) -> SPRMTrainer:
     """Load ``data`` (`data.load_records(data, format)`), train with the trainer for ``labels`` ("outcome" or
-    "step"), and save a head-only checkpoint with its training log and score plot in ``args.output_dir``."""
+    "step"), and save a head-only checkpoint with its training log and score plot in ``args.output_dir``.
+    ``head_options``: `SPRMConfig` readout fields of a fresh head (`load_for_training`)."""
     if args.process_index != 0:  # under torchrun / accelerate launch, one process speaks
 
         def log(message: str) -> None:
@@ -107,7 +118,7 @@ def train_head(
     elif eval_fraction:
         records, eval_records = split_records(records, eval_fraction, args.seed)
         log(f"Held out {len(eval_records)} of the records for evaluation (seed {args.seed}).")
-    model, tokenizer = load_for_training(model_name_or_path, dtype, device_map)
+    model, tokenizer = load_for_training(model_name_or_path, dtype, device_map, **(head_options or {}))
     name = model.config.backbone_name_or_path
     what = ("the SPRM head on a trained" if args.unfreeze_backbone else
             f"the SPRM head and LoRA adapters (rank {args.lora_r}) on a frozen" if args.lora_r else
@@ -137,7 +148,8 @@ def train_head(
 
 @dataclass
 class TrainScriptArguments:
-    """What ``sprm train`` trains on (the model is `ModelArguments`, the training `SPRMTrainingArguments`)."""
+    """What ``sprm train`` trains on, and what a fresh head reads (the model is `ModelArguments`, the training
+    `SPRMTrainingArguments`)."""
 
     data: str = field(metadata={"help": "The training data: a file, folder or Hub id (see --format)."})
     format: str = field(metadata={"help": "The data format (modeling_sprm.data).", "choices": sorted(LOADERS)})
@@ -162,6 +174,21 @@ class TrainScriptArguments:
         default=0.0, metadata={"help": "Without --eval-data, hold out this fraction of --data (seeded by --seed)."}
     )
     limit: int | None = field(default=None, metadata={"help": "Use only the first N records (quick runs)."})
+    step_pooling: str | None = field(
+        default=None,
+        metadata={
+            "help": "What a fresh head reads of each step: 'delimiter' (the read token's hidden state, MetaStone-S1; "
+            "the default) or 'mean' (the mean of the step's token states). SPRMConfig.step_pooling.",
+            "choices": STEP_POOLINGS,
+        },
+    )
+    feature_layers: list[int] | None = field(
+        default=None,
+        metadata={
+            "help": "hidden_states indices a fresh head reads, concatenated, e.g. 8 15 22 29 (default: the "
+            "model's feature_layer, -2). SPRMConfig.feature_layers."
+        },
+    )
     resume: str | None = field(
         default=None,
         metadata={
@@ -180,6 +207,11 @@ class TrainScriptArguments:
             "deleted first (without --resume or --overwrite, a non-empty --output is refused)."
         },
     )
+
+    def head_options(self) -> dict:
+        """The readout fields given on the command line (`load_for_training`'s ``head_options``)."""
+        given = {"step_pooling": self.step_pooling, "feature_layers": self.feature_layers}
+        return {k: v for k, v in given.items() if v is not None}
 
 
 def training_device(device: str | None, training_args: SPRMTrainingArguments) -> SPRMTrainingArguments:
@@ -238,6 +270,7 @@ def main(script_args: TrainScriptArguments, model_args: ModelArguments, training
             split=script_args.split,
             eval_split=script_args.eval_split,
             resume_from_checkpoint=resume,
+            head_options=script_args.head_options(),
         )
     except BaseException:
         if created and out.is_dir() and not any(out.iterdir()):  # a failed start leaves no empty folder

@@ -396,7 +396,9 @@ class SPRMTrainer(Trainer):
             unwrapped.backbone.eval()  # a frozen backbone gives the same features as the cached ones (no dropout)
         lm_labels = inputs.get("lm_labels")
         model_inputs = {
-            k: inputs[k] for k in ("input_ids", "attention_mask", "step_positions", "step_features", "step_mask") if k in inputs
+            k: inputs[k]
+            for k in ("input_ids", "attention_mask", "step_positions", "step_starts", "step_features", "step_mask")
+            if k in inputs
         }
         outputs = model(
             **model_inputs,
