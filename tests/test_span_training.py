@@ -1,0 +1,159 @@
+"""Training per span of ``<think>...</think>`` traces (``--score_span``) and the trajectory term
+(``--trajectory_loss_weight``): on a tiny random backbone with SmolLM2's real tokenizer and think-format records
+built from the shipped examples (modeling_sprm/examples/think_traces.json)."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import logging as hf_logging
+
+from conftest import ROOT, make_tiny_backbone
+from modeling_sprm import SPRMForStepScoring
+from modeling_sprm.apps.cli import main
+from modeling_sprm.processing_sprm import SPRMProcessor
+from modeling_sprm.training import SPRMDataCollator, SPRMTrainer, SPRMTrainingArguments, StepSupervisedTrainer
+from modeling_sprm.training.losses import spr_loss, trajectory_loss
+
+hf_logging.set_verbosity_error()
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+EXAMPLES = json.loads((ROOT / "modeling_sprm/examples/think_traces.json").read_text())
+# Steps per part of the two example traces: 3 thinking + 2 response each.
+PARTS = {"think": 3, "response": 2, "both": 5}
+
+
+def think_records(n: int = 8) -> list[dict]:
+    """``n`` records alternating the two example traces (the first right, the second with a carried error), each
+    with its own id and a distinct number in the question so that no two records are the same text."""
+    records = []
+    for i in range(n):
+        example = EXAMPLES[i % 2]
+        records.append({"id": f"t{i}", "question": f"{example['question']} (case {i})", "solution": example["trace"],
+                        "steps": None, "outcome_label": float(i % 2 == 0), "step_labels": None,
+                        "rollout_truncated": False})
+    return records
+
+
+@pytest.fixture
+def tiny(smollm2_tokenizer, tmp_path):
+    backbone_dir = tmp_path / "backbone"
+    backbone = make_tiny_backbone(len(smollm2_tokenizer), smollm2_tokenizer.pad_token_id)
+    backbone.save_pretrained(backbone_dir)
+    smollm2_tokenizer.save_pretrained(backbone_dir)
+    return SPRMForStepScoring.from_backbone(backbone, backbone_name_or_path=str(backbone_dir)), smollm2_tokenizer
+
+
+def training_args(tmp_path, **overrides) -> SPRMTrainingArguments:
+    values = dict(output_dir=str(tmp_path / "out"), num_train_epochs=2, per_device_train_batch_size=4,
+                  learning_rate=1e-2, use_cpu=True, save_strategy="no", disable_tqdm=True, logging_steps=2, seed=3,
+                  report_to="none")
+    return SPRMTrainingArguments(**{**values, **overrides})
+
+
+@pytest.mark.parametrize("span", ["think", "response", "both"])
+def test_the_head_is_trained_on_the_chosen_span_and_its_config_records_it(tiny, tmp_path, span):
+    model, tokenizer = tiny
+    records = think_records()
+    trainer = SPRMTrainer(model, training_args(tmp_path, score_span=span), train_dataset=records,
+                          processing_class=tokenizer)
+    # The cached features are those of the span's steps: the same vectors the model reads when it scores that span.
+    processor = SPRMProcessor.from_model(model, tokenizer)
+    assert [len(r["step_features"]) for r in trainer.train_dataset] == [PARTS[span]] * len(records)
+    trace = processor.encode(records[0], score_span=span)
+    assert {s.part for s in trace.steps} == ({"think", "response"} if span == "both" else {span})
+    with torch.no_grad():
+        direct = model(**processor.pad([trace]), return_step_features=True)
+    torch.testing.assert_close(trainer.train_dataset[0]["step_features"], direct.step_features[0].float(),
+                               rtol=1e-5, atol=1e-5)
+    trainer.train()
+    trainer.save_model(str(tmp_path / "head"))
+    loaded = SPRMForStepScoring.from_pretrained(tmp_path / "head")
+    assert loaded.config.score_span == span
+    assert json.loads((tmp_path / "head" / "config.json").read_text())["score_span"] == span
+    scored = SPRMProcessor.from_model(loaded, tokenizer).encode(records[0])  # scoring reads the trained span
+    assert [s.part for s in scored.steps] == [s.part for s in trace.steps]
+
+
+def test_score_span_think_refuses_a_record_without_a_think_span(tiny, tmp_path):
+    model, tokenizer = tiny
+    records = think_records(4)
+    records[2] = dict(records[2], solution="Tom has 3 apples.\n\nThe answer is 3.")  # no tags at all
+    with pytest.raises(ValueError, match=r"--score_span think: train_dataset row 2 \(id 't2'\) has no "
+                                         r"<think>...</think> span"):
+        SPRMTrainer(model, training_args(tmp_path, score_span="think"), train_dataset=records,
+                    processing_class=tokenizer)
+    empty = [dict(r, solution="<think></think>\n\nThe answer is 3.") for r in think_records(2)]  # a span, no text
+    with pytest.raises(ValueError, match="row 0 .* has no <think>"):
+        SPRMTrainer(model, training_args(tmp_path, score_span="think"), eval_dataset=empty, train_dataset=records[:2],
+                    processing_class=tokenizer)
+    # Without --score_span the model's default ("think") keeps steps.py's fallback: the whole text is scored.
+    trainer = SPRMTrainer(model, training_args(tmp_path), train_dataset=records, processing_class=tokenizer)
+    assert len(trainer.train_dataset[2]["step_features"]) == 2
+    # response and both take a text without tags as all response.
+    trainer = SPRMTrainer(model, training_args(tmp_path, score_span="response"), train_dataset=records,
+                          processing_class=tokenizer)
+    assert [len(r["step_features"]) for r in trainer.train_dataset] == [2, 2, 2, 2]
+
+
+def test_the_trajectory_term_is_added_to_the_outcome_loss(tiny, tmp_path):
+    model, tokenizer = tiny
+    records = think_records()
+    args = training_args(tmp_path, score_span="both", trajectory_loss_weight=0.5, cache_features=False)
+    trainer = SPRMTrainer(model, args, train_dataset=records, processing_class=tokenizer)
+    model.eval()
+    batch = trainer._prepare_inputs(SPRMDataCollator(model, tokenizer)(records))
+    loss, out = trainer.compute_loss(model, batch, return_outputs=True)
+    assert out.step_mask.sum(-1).tolist() == [5] * len(records)  # all steps of each trace
+    expected = spr_loss(out.step_logits, out.step_mask, batch["outcome_labels"]) + 0.5 * trajectory_loss(
+        out.step_logits, out.step_mask, batch["outcome_labels"], aggregation="geometric_mean")
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert trajectory_loss(out.step_logits, out.step_mask, batch["outcome_labels"]).item() > 0
+    trainer.train()
+    trainer.save_model(str(tmp_path / "head"))
+    training = json.loads((tmp_path / "head" / "config.json").read_text())["head_training"]
+    assert training["trajectory_loss_weight"] == 0.5
+
+
+@pytest.mark.parametrize(
+    "trainer_class, overrides, message",
+    [
+        (StepSupervisedTrainer, dict(trajectory_loss_weight=1.0), "goes with outcome labels"),
+        (SPRMTrainer, dict(trajectory_loss_weight=-1.0), "--trajectory_loss_weight must be >= 0"),
+    ],
+)
+def test_bad_trajectory_weights_fail_early(tiny, tmp_path, trainer_class, overrides, message):
+    model, tokenizer = tiny
+    records = [dict(r, steps=["Step one.", "Step two."], solution=None, step_labels=[1.0, 1.0]) for r in think_records(2)]
+    with pytest.raises(ValueError, match=message):
+        trainer_class(model, training_args(tmp_path, **overrides), train_dataset=records, processing_class=tokenizer)
+
+
+def test_sprm_train_score_span_and_trajectory_flags(tiny_backbone, tmp_path, capsys):
+    data = tmp_path / "think.jsonl"
+    data.write_text("".join(json.dumps({"question": r["question"], "solution": r["solution"],
+                                        "label": int(r["outcome_label"])}) + "\n" for r in think_records()))
+    out = tmp_path / "head"
+    main(["train", "--data", str(data), "--format", "outcome", "--output", str(out), "--model", str(tiny_backbone),
+          "--score_span", "response", "--trajectory-loss-weight", "0.5", "--num_train_epochs", "1",
+          "--per_device_train_batch_size", "4", "--save_strategy", "no", "--disable_tqdm", "true"])
+    assert "+ 0.5 x the trajectory term (outcome labels), scoring the 'response' span" in capsys.readouterr().out
+    config = json.loads((out / "config.json").read_text())
+    assert config["score_span"] == "response" and config["head_training"]["trajectory_loss_weight"] == 0.5
+
+    plain = ROOT / "tests/fixtures/processbench"  # no think tags anywhere
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--data", str(plain), "--format", "processbench", "--output", str(tmp_path / "x"),
+              "--model", str(tiny_backbone), "--score-span", "think"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if "error" in line]
+    assert len(errors) == 1 and "--score_span think: train_dataset row 0" in errors[0] and "Traceback" not in err
+    with pytest.raises(SystemExit):
+        main(["train", "--data", str(data), "--format", "outcome", "--output", str(tmp_path / "y"),
+              "--score_span", "all"])
+    assert "invalid choice: 'all'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    assert "--score-span" in text and "--trajectory-loss-weight" in text
