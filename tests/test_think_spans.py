@@ -1,6 +1,6 @@
-"""Training per span of ``<think>...</think>`` traces (``--score_span``) and the trajectory term
-(``--trajectory_loss_weight``): on a tiny random backbone with SmolLM2's real tokenizer and think-format records
-built from the shipped examples (modeling_sprm/examples/think_traces.json)."""
+"""Training and evaluation per span of ``<think>...</think>`` traces (``sprm train / eval --score_span``) and the
+trajectory term (``--trajectory_loss_weight``): on a tiny random backbone with SmolLM2's real tokenizer and
+think-format records built from the shipped examples (modeling_sprm/examples/think_traces.json)."""
 
 import json
 from pathlib import Path
@@ -157,3 +157,67 @@ def test_sprm_train_score_span_and_trajectory_flags(tiny_backbone, tmp_path, cap
         main(["train", "--help"])
     text = capsys.readouterr().out
     assert "--score-span" in text and "--trajectory-loss-weight" in text
+
+
+# -- evaluation per span ----------------------------------------------------------------------------------------------
+
+# Step lists with the think tags at step starts: 3 thinking steps, then 2 response steps. Labels per step; the
+# second record's thinking slip is corrected (its answer is right), the third's is carried into the response.
+SPAN_ROWS = [
+    (["<think> 3 * 3 = 9 sprints", "9 * 60 = 540 meters", "Check: 3 * 180 = 540", "</think> 9 sprints of 60 m",
+      "The answer is 540"], [1, 1, 1, 1, 1]),
+    (["<think> 2 * 2 = 4 bolts of white", "Wait, half of 2 is 1, not 4", "So 2 + 1 = 3 bolts", "</think> 2 blue, 1 white",
+      "The answer is 3"], [0, 1, 1, 1, 1]),
+    (["<think> 2 * 2 = 4 bolts of white", "In total 2 + 4 = 6", "Check: 6 bolts", "</think> 2 blue, 4 white",
+      "The answer is 6"], [0, 1, 1, 0, 0]),
+    (["<think> 5 + 7 = 12 pens", "12 - 4 = 8 pens left", "Check: 8 + 4 = 12", "</think> 12 - 4 = 9 pens left",
+      "The answer is 9"], [1, 1, 1, 0, 0]),
+]
+SPAN_SLICES = {"think": slice(0, 3), "response": slice(3, 5), "both": slice(0, 5)}
+
+
+def test_span_view_keeps_the_steps_labels_and_first_error_of_the_span():
+    from modeling_sprm.evaluation.report import span_view
+    from modeling_sprm.steps import StepRules
+
+    record = {"id": "r", "group": "", "question": "q", "steps": SPAN_ROWS[2][0], "solution": None,
+              "step_labels": [float(v) for v in SPAN_ROWS[2][1]], "first_error": 0, "outcome_label": 0.0}
+    think = span_view(record, StepRules(score_span="think"))
+    assert think["steps"] == SPAN_ROWS[2][0][:3] and think["step_labels"] == [0.0, 1.0, 1.0] and think["first_error"] == 0
+    response = span_view(record, StepRules(score_span="response"))
+    assert response["steps"] == SPAN_ROWS[2][0][3:] and response["first_error"] == 0  # its own first step
+    assert span_view(record, StepRules(score_span="both")) is record
+    right_think = dict(record, step_labels=[1.0, 1.0, 1.0, 0.0, 0.0], first_error=3)
+    assert span_view(right_think, StepRules(score_span="think"))["first_error"] == -1  # no error in the thinking
+    unknown = dict(record, step_labels=[1.0, None, None, None, None], first_error=None)
+    assert span_view(unknown, StepRules(score_span="response"))["first_error"] is None
+
+
+def test_sprm_eval_reports_the_chosen_span(saved_tiny, tmp_path, capsys):
+    from transformers import AutoTokenizer, pipeline
+
+    from modeling_sprm.data import first_error_from_labels
+    from modeling_sprm.evaluation import predict_first_error, processbench_f1, step_auroc
+
+    data = tmp_path / "think.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"Question {i}?", "completions": steps, "labels": labels}) + "\n"
+                            for i, (steps, labels) in enumerate(SPAN_ROWS)))
+    scorer = pipeline("step-scoring", model=SPRMForStepScoring.from_pretrained(saved_tiny),
+                      tokenizer=AutoTokenizer.from_pretrained(saved_tiny))
+    for span, part in SPAN_SLICES.items():
+        main(["eval", "--model", str(saved_tiny), "--data", str(data), "--format", "trl", "--json",
+              "--score-span", span])
+        report = json.loads(capsys.readouterr().out)
+        assert report["score_span"] == span and report["n"] == len(SPAN_ROWS)
+        outputs = [scorer({"question": f"Question {i}?", "steps": steps}, score_span=span)
+                   for i, (steps, _) in enumerate(SPAN_ROWS)]
+        scores = [[s["score"] for s in out["steps"]] for out in outputs]
+        labels = [[float(v) for v in row_labels[part]] for _, row_labels in SPAN_ROWS]
+        assert [len(s) for s in scores] == [len(x) for x in labels]
+        assert report["step_auroc"] == pytest.approx(step_auroc(scores, labels))
+        expected = processbench_f1([predict_first_error(s, report["threshold"]) for s in scores],
+                                   [first_error_from_labels(x) for x in labels])
+        for key in ("f1", "error_acc", "correct_acc"):
+            assert report[key] == pytest.approx(expected[key]), (span, key)
+    main(["eval", "--model", str(saved_tiny), "--data", str(data), "--format", "trl"])
+    assert "span: think" in capsys.readouterr().out  # the model's own span, named in the table
