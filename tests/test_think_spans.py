@@ -3,18 +3,19 @@ trajectory term (``--trajectory_loss_weight``): on a tiny random backbone with S
 think-format records built from the shipped examples (modeling_sprm/examples/think_traces.json)."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 from transformers import logging as hf_logging
 
-from conftest import ROOT, make_tiny_backbone
+from conftest import ROOT
 from modeling_sprm import SPRMForStepScoring
 from modeling_sprm.apps.cli import main
 from modeling_sprm.processing_sprm import SPRMProcessor
 from modeling_sprm.training import SPRMDataCollator, SPRMTrainer, SPRMTrainingArguments, StepSupervisedTrainer
 from modeling_sprm.training.losses import spr_loss, trajectory_loss
+from test_trainer import tiny  # noqa: F401 (the fixture: a fresh tiny SPRM and its tokenizer)
+from test_trainer import training_args as trainer_args
 
 hf_logging.set_verbosity_error()
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -35,20 +36,8 @@ def think_records(n: int = 8) -> list[dict]:
     return records
 
 
-@pytest.fixture
-def tiny(smollm2_tokenizer, tmp_path):
-    backbone_dir = tmp_path / "backbone"
-    backbone = make_tiny_backbone(len(smollm2_tokenizer), smollm2_tokenizer.pad_token_id)
-    backbone.save_pretrained(backbone_dir)
-    smollm2_tokenizer.save_pretrained(backbone_dir)
-    return SPRMForStepScoring.from_backbone(backbone, backbone_name_or_path=str(backbone_dir)), smollm2_tokenizer
-
-
 def training_args(tmp_path, **overrides) -> SPRMTrainingArguments:
-    values = dict(output_dir=str(tmp_path / "out"), num_train_epochs=2, per_device_train_batch_size=4,
-                  learning_rate=1e-2, use_cpu=True, save_strategy="no", disable_tqdm=True, logging_steps=2, seed=3,
-                  report_to="none")
-    return SPRMTrainingArguments(**{**values, **overrides})
+    return trainer_args(tmp_path, **{"per_device_train_batch_size": 4, "report_to": "none", **overrides})
 
 
 @pytest.mark.parametrize("span", ["think", "response", "both"])
