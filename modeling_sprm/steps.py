@@ -143,6 +143,13 @@ def scored_regions(text: str, start: int, end: int, rules: StepRules) -> list[tu
     return [r for r in regions if r[0] < r[1]]
 
 
+def anchor_parts(text: str, anchors: Sequence[int], start: int, rules: StepRules) -> list[str | None]:
+    """The part (``"think"`` / ``"response"``) of the scored region of ``text[start:]`` that holds each anchor
+    (a character index), or None where ``rules.score_span`` does not score it: which given steps a span keeps."""
+    regions = scored_regions(text, start, len(text), rules)
+    return [next((part for r_start, r_end, part in regions if r_start <= anchor <= r_end), None) for anchor in anchors]
+
+
 _FENCE = re.compile(r"```.*?(?:```|\Z)", re.S)
 
 
@@ -391,12 +398,9 @@ def build_trace(
     if spans is None:
         found = segment(full, rules, start=start)
     else:  # explicit boundaries; the think-span rules still decide which steps are scored
-        regions = scored_regions(full, start, len(full), rules)
-        found = []
-        for a, b, anchor in spans:
-            a, b, anchor = a + start, b + start, anchor + start
-            part = next((p for r_start, r_end, p in regions if r_start <= anchor <= r_end), None)
-            if part is not None:
-                found.append(Step(full[a:b], a, b, anchor, part, has_delimiter=full[anchor:b] in rules.delimiters))
+        spans = [(a + start, b + start, anchor + start) for a, b, anchor in spans]
+        parts = anchor_parts(full, [anchor for _, _, anchor in spans], start, rules)
+        found = [Step(full[a:b], a, b, anchor, part, has_delimiter=full[anchor:b] in rules.delimiters)
+                 for (a, b, anchor), part in zip(spans, parts) if part is not None]
     # A chat template already wrote the special tokens into the text; a plain prompt gets the tokenizer's own.
     return encode(tokenizer, full, found, rules, max_length, add_special_tokens=not is_chat, solution_start=start)

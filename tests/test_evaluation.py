@@ -262,10 +262,11 @@ def test_score_records_batched_equals_one_by_one(tiny_sprm):
         single = scorer({"question": record["question"], "steps": record["steps"]})
         assert result["step_scores"] == pytest.approx([s["score"] for s in single["steps"]], abs=1e-5)
         assert result["score"] == pytest.approx(single["score"], abs=1e-5)
-    # Steps the think-span rules drop cannot carry labels: a clear error, not misaligned labels.
-    bad = dict(records[0], steps=["<think> a", "b </think>", "c"], step_labels=None)
-    with pytest.raises(ValueError, match=r"found 1 steps in 3 given steps"):
-        score_records(model, tokenizer, [bad])
+    # Steps the think-span rules drop are left out, not misaligned: the 'think' span scores the first step only
+    # (the second's score is read after </think>).
+    think = dict(records[0], steps=["<think> a", "b </think>", "c"], step_labels=None)
+    assert len(score_records(model, tokenizer, [think])[0]["step_scores"]) == 1
+    assert len(score_records(model, tokenizer, [think], score_span="both")[0]["step_scores"]) == 3
 
 
 def run_cli(capsys, *args):

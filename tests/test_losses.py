@@ -20,6 +20,7 @@ from modeling_sprm.training.losses import (
     spr_loss,
     step_bce,
 )
+from modeling_sprm.training.losses import trajectory_loss
 
 EPS = 1e-5
 NAN = float("nan")
@@ -455,3 +456,61 @@ def test_teacher_logits_give_the_pseudo_labels_and_the_student_logits_are_traine
     assert asymmetric_spr_loss(LOGITS, MASK, Y, teacher_logits=teacher).item() == pytest.approx(expected, rel=1e-6)
     with pytest.raises(ValueError, match="teacher_logits must be"):
         spr_loss(LOGITS, MASK, Y, teacher_logits=torch.zeros(2, 2))
+
+
+# -- the trajectory term ----------------------------------------------------------------------------------------------
+
+
+def bce_p(p: float, t: float) -> float:
+    return -t * math.log(p) - (1 - t) * math.log(1 - p)
+
+
+def test_trajectory_loss_trains_the_aggregated_score_against_the_outcome():
+    right = [sig(2.0), sig(-1.0), sig(0.5)]
+    wrong = [sig(0.3), sig(-0.2)]
+    by_hand = {
+        "geometric_mean": (math.prod(right) ** (1 / 3), math.prod(wrong) ** 0.5),
+        "product": (math.prod(right), math.prod(wrong)),
+        "min": (min(right), min(wrong)),
+        "mean": (sum(right) / 3, sum(wrong) / 2),
+        "last": (right[-1], wrong[-1]),
+    }
+    for aggregation, (s_right, s_wrong) in by_hand.items():
+        expected = (bce_p(s_right, 1) + bce_p(s_wrong, 0)) / (2 + EPS)
+        got = trajectory_loss(LOGITS, MASK, Y, aggregation=aggregation).item()
+        assert got == pytest.approx(expected, rel=1e-6), aggregation
+    assert trajectory_loss(LOGITS, MASK, Y).item() == pytest.approx(
+        (bce_p(by_hand["geometric_mean"][0], 1) + bce_p(by_hand["geometric_mean"][1], 0)) / (2 + EPS), rel=1e-6)
+    for aggregation in ("product", "geometric_mean", "min"):  # the same value as mil, from probabilities
+        assert trajectory_loss(LOGITS, MASK, Y, aggregation=aggregation).item() == pytest.approx(
+            mil_loss(LOGITS, MASK, Y, aggregation=aggregation).item(), rel=1e-6)
+    with pytest.raises(ValueError, match="unknown aggregation 'median'"):
+        trajectory_loss(LOGITS, MASK, Y, aggregation="median")
+
+
+def test_trajectory_loss_soft_labels_kept_solutions_and_gradient_by_hand():
+    soft = torch.tensor([0.25, 0.0])
+    s_right = (sig(2.0) * sig(-1.0) * sig(0.5)) ** (1 / 3)
+    s_wrong = (sig(0.3) * sig(-0.2)) ** 0.5
+    expected = (bce_p(s_right, 0.25) + bce_p(s_wrong, 0)) / (2 + EPS)
+    assert trajectory_loss(LOGITS, MASK, soft).item() == pytest.approx(expected, rel=1e-6)
+    kept = torch.tensor([False, True])  # e.g. a truncated rollout left out: only the wrong solution counts
+    assert trajectory_loss(LOGITS, MASK, Y, solution_mask=kept).item() == pytest.approx(bce_p(s_wrong, 0) / (1 + EPS),
+                                                                                         rel=1e-6)
+    # y = 1, geometric mean of two steps: L = -(log p_a + log p_b) / 2, so dL/dz_i = -(1 - p_i) / 2.
+    logits = torch.tensor([[1.0, -2.0]], requires_grad=True)
+    trajectory_loss(logits, torch.ones(1, 2, dtype=torch.bool), torch.ones(1)).backward()
+    expected_grad = [-(1 - sig(1.0)) / 2 / (1 + EPS), -(1 - sig(-2.0)) / 2 / (1 + EPS)]
+    torch.testing.assert_close(logits.grad[0], torch.tensor(expected_grad))
+
+
+def test_trajectory_loss_is_finite_for_saturated_scores_and_skips_traces_without_steps():
+    logits = torch.tensor([[30.0, 30.0], [0.0, 0.0]], requires_grad=True)
+    mask = torch.tensor([[True, True], [False, False]])  # the second trace has no step in the scored span
+    loss = trajectory_loss(logits, mask, torch.tensor([0.0, 1.0]))
+    loss.backward()
+    assert loss.item() == pytest.approx(math.log1p(math.exp(30.0)) / (1 + EPS), rel=1e-3)  # -log(1 - sigmoid(30))
+    assert torch.isfinite(logits.grad).all() and (logits.grad[0] > 0).all() and (logits.grad[1] == 0).all()
+    assert trajectory_loss(torch.zeros(1, 2), torch.zeros(1, 2, dtype=torch.bool), torch.ones(1)).item() == 0.0
+    with pytest.raises(ValueError, match="trajectory loss needs outcome labels"):
+        trajectory_loss(LOGITS, MASK, None)

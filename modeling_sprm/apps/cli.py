@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal
 
 from ..arguments import ModelArguments
+from ..steps import SCORE_SPANS
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -601,7 +602,11 @@ harmonic mean), step AUROC and outcome AUROC, per group (split or task) and aver
 
 The threshold (a step scoring below it is a predicted error) is --threshold, else the model's config.threshold.
 Tuning it on the test data is not allowed: it inflates the F1. To tune it, pass a separate (training) data set
-with --threshold-from and --threshold-format; the threshold that maximises the F1 there is used on --data."""
+with --threshold-from and --threshold-format; the threshold that maximises the F1 there is used on --data.
+
+For <think>...</think> traces, --score-span think|response|both evaluates that span instead of the model's
+config.score_span: a record given as steps is judged on the steps the span scores, with their labels and the first
+error among them; run it once per span for a per-span report."""
 
 
 @dataclass
@@ -635,6 +640,11 @@ class EvalArguments:
                           "included (default: 4096 on CPU, 32768 on a GPU; benchmarks/scoring_speed.py)."},
     )
     max_length: int | None = field(default=None, metadata={"help": "Longest input in tokens (default: the model's)."})
+    score_span: str | None = field(
+        default=None,
+        metadata={"help": "Evaluate this span of <think>...</think> traces (default: the model's config.score_span): "
+                  "the steps, labels and first error of each record within the span.", "choices": list(SCORE_SPANS)},
+    )
     json: bool = field(default=False, metadata={"help": "Print one JSON object instead of a table."})
 
 
@@ -694,14 +704,19 @@ def run_eval(args: EvalArguments, model_args: ModelArguments) -> None:
             print(f"warning: {len(shared)} questions of --threshold-from also appear in --data", file=sys.stderr)
         try:
             threshold = choose_threshold_for_model(
-                model, tokenizer, tune_records, args.batch_size, args.max_length, args.max_batch_tokens
+                model, tokenizer, tune_records, args.batch_size, args.max_length, args.max_batch_tokens, args.score_span
             )
         except ValueError as err:
             _fail(f"cannot choose a threshold on --threshold-from {args.threshold_from}: {err}")
         source = f"chosen on {args.threshold_from} ({tune_format})"
-    report = evaluate_model(model, tokenizer, records, threshold, args.batch_size, args.max_length, args.max_batch_tokens)
+    try:
+        report = evaluate_model(model, tokenizer, records, threshold, args.batch_size, args.max_length,
+                                args.max_batch_tokens, args.score_span)
+    except ValueError as err:  # step labels that cannot be aligned with the steps the span scores
+        _fail(f"cannot evaluate --data {args.data}: {err}")
+    span = args.score_span or model.config.score_span
     report = {**report.to_dict(), "threshold_source": source, "model": name, "data": args.data, "format": args.format,
-              "split": args.split}
+              "split": args.split, "score_span": span}
     if args.json:
         _print_json(report)
     else:
@@ -718,7 +733,8 @@ def format_eval_table(report: dict) -> str:
     for group, m in rows:
         lines.append(f"{group or '(all)':<20} {m['n']:>6}  {cell(m['error_acc']):>9}  {cell(m['correct_acc']):>11}  "
                      f"{cell(m['f1']):>6}  {cell(m['step_auroc']):>10}  {cell(m['outcome_auroc']):>13}")
-    lines.append(f"threshold: {report['threshold']:g} ({report['threshold_source']})   model: {report['model']}")
+    lines.append(f"threshold: {report['threshold']:g} ({report['threshold_source']})   model: {report['model']}   "
+                 f"span: {report['score_span']}")
     if report["truncated"]:
         lines.append(f"{report['truncated']} inputs were longer than the model's context: their steps after the cut "
                      "were not scored")

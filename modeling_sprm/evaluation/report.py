@@ -1,14 +1,21 @@
 """Scoring a data set of records (``modeling_sprm.data``) with an SPRM and reporting the metrics of
-``modeling_sprm.evaluation.metrics`` per group (split or task): ``evaluate_model`` (what ``sprm eval`` runs)."""
+``modeling_sprm.evaluation.metrics`` per group (split or task): ``evaluate_model`` (what ``sprm eval`` runs).
+
+With ``score_span`` (think / response / both: which part of ``<think>...</think>`` traces is scored, default the
+model's ``config.score_span``) the metrics are those of that span: a record given as a step list is judged on the
+steps the span scores, with their step labels and the first error among them (`span_view`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import Sequence
 
 import numpy as np
 
+from ..data import first_error_from_labels
 from ..outputs import EvaluationReport, GroupMetrics
+from ..steps import StepRules, anchor_parts, join_steps
 from .batch import record_input, record_length
 from .metrics import choose_threshold, outcome_auroc, predict_first_error, processbench_f1, step_auroc
 
@@ -22,6 +29,28 @@ def sample_per_group(records: Sequence[dict], limit: int, seed: int = 0) -> list
         by_group.setdefault(record["group"], []).append(i)
     chosen = sorted(i for indices in by_group.values() for i in rng.sample(indices, min(limit, len(indices))))
     return [records[i] for i in chosen]
+
+
+def span_view(record: dict, rules: StepRules) -> dict:
+    """``record`` as ``rules.score_span`` sees it: of a step list, only the given steps the span scores (joined and
+    placed as the scorer does, `steps.anchor_parts`), with their step labels and, from those, the first error
+    (`data.first_error_from_labels`: -1 when the span's steps are all right, None when unknown). A record whose
+    steps are all scored, or one given as a solution text, is returned as it is."""
+    if record["steps"] is None:
+        return record
+    text, spans = join_steps(record["steps"], rules)
+    kept = [i for i, part in enumerate(anchor_parts(text, [anchor for _, _, anchor in spans], 0, rules)) if part]
+    if len(kept) == len(record["steps"]):
+        return record
+    labels = None if record["step_labels"] is None else [record["step_labels"][i] for i in kept]
+    first_error = first_error_from_labels(labels) if labels else None  # no label, or no step: nothing to judge
+    return {**record, "steps": [record["steps"][i] for i in kept], "step_labels": labels, "first_error": first_error}
+
+
+def span_rules(model, score_span: str | None) -> StepRules:
+    """The model's step rules with ``score_span`` (None: the model's own)."""
+    rules = StepRules.from_config(model.config)
+    return rules if score_span is None else dataclasses.replace(rules, score_span=score_span)
 
 
 def scoring_pipeline(model, tokenizer):
@@ -41,13 +70,15 @@ def score_records(
     max_length: int | None = None,
     desc: str = "Scoring",
     max_batch_tokens: int | None = None,
+    score_span: str | None = None,
 ) -> list[dict]:
     """Score every record with the step-scoring pipeline (batched, similar lengths together, with a progress bar):
     at most ``batch_size`` records (None: no limit) and ``max_batch_tokens`` padded tokens per forward (default:
     the device's `processing_sprm.DEFAULT_MAX_BATCH_TOKENS`).
 
     Returns, per record in input order, ``{"step_scores": [float | None, ...], "score": float, "truncated": bool}``
-    with one step score per given step (None where truncation cut the step off).
+    with one step score per given step that ``score_span`` (default: the model's) scores (`span_view`; None where
+    truncation cut the step off); ``score`` aggregates those steps.
     """
     from tqdm.auto import tqdm
 
@@ -56,16 +87,19 @@ def score_records(
     order = sorted(range(len(records)), key=lambda i: record_length(records[i]))
     inputs = (record_input(records[i]) for i in order)
     scorer = scoring_pipeline(model, tokenizer)
-    kwargs = {} if max_length is None else {"max_length": max_length}
+    kwargs = {k: v for k, v in {"max_length": max_length, "score_span": score_span}.items() if v is not None}
+    rules = span_rules(model, score_span)
     results: list[dict | None] = [None] * len(records)
     max_batch_tokens = max_batch_tokens or default_max_batch_tokens(scorer.device)
     outputs = scorer(inputs, batch_size=batch_size, max_batch_tokens=max_batch_tokens, **kwargs)
     for i, out in zip(order, tqdm(outputs, total=len(records), desc=desc)):
         record = records[i]
-        if record["steps"] is not None and len(out["steps"]) != len(record["steps"]):
+        given = span_view(record, rules)["steps"]
+        if given is not None and len(out["steps"]) != len(given):
             raise ValueError(
-                f"record {record['id']!r}: the model found {len(out['steps'])} steps in {len(record['steps'])} given "
-                "steps (its think-span rules may drop some); labels cannot be aligned"
+                f"record {record['id']!r}: the model found {len(out['steps'])} steps in the {len(given)} given steps "
+                f"its {rules.score_span!r} span scores (a step containing a delimiter or a think tag splits "
+                "differently); labels cannot be aligned"
             )
         results[i] = {
             "step_scores": [s["score"] for s in out["steps"]],
@@ -132,12 +166,16 @@ def evaluate_model(
     batch_size: int | None = None,
     max_length: int | None = None,
     max_batch_tokens: int | None = None,
+    score_span: str | None = None,
 ) -> EvaluationReport:
-    """Score ``records`` with ``model`` (batched as `score_records`) and return ``evaluation_report`` (threshold
-    default: ``model.config.threshold``)."""
+    """Score ``records`` with ``model`` (batched as `score_records`) and return ``evaluation_report`` of the
+    ``score_span`` (default: the model's) steps of each record (`span_view`; threshold default:
+    ``model.config.threshold``)."""
     threshold = model.config.threshold if threshold is None else threshold
-    scored = score_records(model, tokenizer, records, batch_size, max_length, max_batch_tokens=max_batch_tokens)
-    return evaluation_report(records, scored, threshold)
+    scored = score_records(model, tokenizer, records, batch_size, max_length, max_batch_tokens=max_batch_tokens,
+                           score_span=score_span)
+    rules = span_rules(model, score_span)
+    return evaluation_report([span_view(r, rules) for r in records], scored, threshold)
 
 
 def choose_threshold_for_model(
@@ -147,10 +185,14 @@ def choose_threshold_for_model(
     batch_size: int | None = None,
     max_length: int | None = None,
     max_batch_tokens: int | None = None,
+    score_span: str | None = None,
 ) -> float:
-    """Score ``records`` (training data, not the test set) and return the F1-maximising threshold on them, the F1
-    averaged over their groups."""
-    scored = score_records(model, tokenizer, records, batch_size, max_length, "Scoring threshold data", max_batch_tokens)
+    """Score ``records`` (training data, not the test set) and return the F1-maximising threshold on them (on the
+    ``score_span`` steps, as `evaluate_model`), the F1 averaged over their groups."""
+    scored = score_records(model, tokenizer, records, batch_size, max_length, "Scoring threshold data", max_batch_tokens,
+                           score_span)
+    rules = span_rules(model, score_span)
+    views = [span_view(r, rules) for r in records]
     return choose_threshold(
-        [s["step_scores"] for s in scored], [r["first_error"] for r in records], groups=[r["group"] for r in records]
+        [s["step_scores"] for s in scored], [r["first_error"] for r in views], groups=[r["group"] for r in views]
     )

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from ..steps import SCORE_SPANS
+
 LABEL_KINDS = ("outcome", "step")
 
 
@@ -24,6 +26,27 @@ class SPRMTrainingArguments(TrainingArguments):
             "on steps of wrong solutions only), 'mil' (the aggregated step score trained against the outcome), "
             "'first_error' (self-training on the head's own first-error guess), 'step_bce' (step labels). "
             "Default: 'spr' for SPRMTrainer, 'step_bce' for StepSupervisedTrainer."
+        },
+    )
+    score_span: str | None = field(
+        default=None,
+        metadata={
+            "help": "Which span of <think>...</think> traces the head is trained on (steps.py): 'think' (the thinking "
+            "steps only, MetaStone-S1), 'response' (the steps after </think>), 'both' (every step). The trained "
+            "head's config records it, and scoring with it reads the same span. 'think' needs a think span in every "
+            "record (a record without one is an error); under 'response' and 'both' a text without think tags is all "
+            "response. Default: the model's config.score_span ('think' for a fresh head, which scores a text "
+            "without tags whole).",
+            "choices": list(SCORE_SPANS),
+        },
+    )
+    trajectory_loss_weight: float = field(
+        default=0.0,
+        metadata={
+            "help": "Add this times the trajectory term to the loss (outcome labels only): the BCE of each trace's "
+            "aggregated score (config.aggregation over all its scored steps, the solution score the model reports) "
+            "against its outcome, as ReasonFlux-PRM adds a trajectory-level reward to the step-level one "
+            "(losses.trajectory_loss). 0 = off."
         },
     )
     loss_options: str | None = field(

@@ -24,6 +24,34 @@ cross-entropies, ``L = sum_i c_i * BCE(z_i, t_i) / (sum_i c_i + eps)``, with wei
 batch where every weight is 0 gives a loss of exactly 0 (no NaN). Options are bound with ``functools.partial``.
 
 To add an objective, write one function with this signature and add it to ``LOSSES``.
+
+``trajectory_loss`` is not an objective of its own but a term added to one (``--trajectory_loss_weight``): the
+aggregated score of all scored steps of a trace (`modeling_sprm.aggregation`, the score the model reports for a
+solution) trained against the outcome, as ReasonFlux-PRM adds a trajectory-level reward to its step-level one.
+
+**Thinking traces that self-revise** (``<think>`` with "wait, that is wrong" and a correction, then a response; see
+``steps.py`` for the spans). Every outcome-only objective reads a step's label off the final answer, and each one's
+assumption fails in its own way when a wrong step in the thinking is *later corrected* and the answer is right:
+
+* ``outcome_bce`` / ``spr``: "a step is right iff the answer is". The corrected slip sits in a right trace and is
+  trained as right (``spr``'s filter keeps it whenever the head already scores it high); a right step of a trace
+  whose answer is wrong for another reason is trained as wrong.
+* ``asymmetric_spr``: "right answer => every step right": the corrected slip is a positive with full weight.
+* ``mil``: "a trace is right iff every step is right", i.e. "any wrong step makes the answer wrong". Under
+  self-revision that is false: a right trace holding a corrected error trains the product of its step scores, and
+  so the error's own score, up; and a wrong trace whose errors in the scored span were all corrected (the carried
+  one is in the other span, or is no single step) still needs a low product, so the blame lands on the corrected
+  error or on right steps. A step score trained this way estimates "this step does not sink the answer", not
+  "this step is right".
+* ``first_error``: "the first wrong step made the answer wrong". When the first error was corrected and a later
+  one carried, a head that finds the first error blames the harmless one and leaves the carried one (after it)
+  unlabelled.
+* the trajectory term: it never labels a step; it only asks the aggregate of the trace to predict the outcome, so
+  a corrected error can keep a low score as long as the rest of the trace outweighs it (with the geometric mean:
+  one low step among many). It inherits ``mil``'s assumption only with ``aggregation="product"`` or ``"min"``.
+
+Which assumption breaks how often in a data set is measured by ``benchmarks/trajectory/analysis.py``
+(``assumption_violations``), which also trains the heads per span and with the trajectory term.
 """
 
 from __future__ import annotations
@@ -32,6 +60,8 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
+
+from ..aggregation import aggregate
 
 GlobalSum = Callable[[torch.Tensor], torch.Tensor]
 
@@ -384,6 +414,39 @@ def first_error_loss(
     mixed = (y * mask + (1 - y) * weights_wrong * targets_wrong) / weights.clamp(min=1e-12)
     targets = torch.where(weights > 0, mixed, 0.0)
     return weighted_bce(step_logits, targets, weights, eps, global_sum)
+
+
+def trajectory_loss(
+    step_logits: torch.Tensor,
+    step_mask: torch.Tensor,
+    outcome_labels: torch.Tensor | None = None,
+    step_labels: torch.Tensor | None = None,
+    *,
+    solution_mask: torch.Tensor | None = None,
+    aggregation: str = "geometric_mean",
+    eps: float = 1e-5,
+    global_sum: GlobalSum | None = None,
+) -> torch.Tensor:
+    r"""The trajectory-level term (ReasonFlux-PRM's idea, from outcome labels only): the aggregated score of all
+    scored steps of a trace, the solution score the model reports, trained against the trace's outcome::
+
+        S_b = aggregate_i(sigmoid(z_bi))          `modeling_sprm.aggregation` (``aggregation``: its method name)
+        L   = sum_b k_b BCE(S_b, y_b) / (sum_b k_b + eps)
+
+    with k_b = 1 for kept solutions that have at least one scored step (a trace whose scored span is empty has no
+    score to train). The loss is always finite; it is computed in float64 with log S capped at -2.2e-16 (float64's
+    epsilon), so a confident score (S up to 1 - 2e-16, z up to about 36) still gets a gradient toward y = 0, and
+    below ``aggregation``'s own clamps (the geometric mean's 1e-10) a step gets none, as its score does not move
+    there. The trainers add ``trajectory_loss_weight`` times this to their loss; on its own, with
+    ``"product"``, ``"geometric_mean"`` or ``"min"``, it is ``mil_loss`` with that aggregation computed from
+    probabilities instead of log-probabilities (the same value up to float precision, as the tests check).
+    """
+    mask = _check(step_logits, step_mask, solution_mask)
+    y = _outcome_targets(outcome_labels, step_logits, "trajectory")[:, 0].double()
+    scores = aggregate(torch.sigmoid(step_logits.double()), step_mask.bool(), aggregation)
+    log_scores = torch.log(scores.clamp(min=torch.finfo(torch.float64).tiny))
+    per_solution = bce_from_log_prob(log_scores, y, max_log_p=-torch.finfo(torch.float64).eps).float()
+    return weighted_mean(per_solution, (mask.sum(dim=-1) > 0).float(), eps, global_sum)
 
 
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {

@@ -123,8 +123,9 @@ def train_head(
     what = ("the SPRM head on a trained" if args.unfreeze_backbone else
             f"the SPRM head and LoRA adapters (rank {args.lora_r}) on a frozen" if args.lora_r else
             "the SPRM head on a frozen")
+    trajectory = f" + {args.trajectory_loss_weight:g} x the trajectory term" if args.trajectory_loss_weight else ""
     log(f"Training {what} {name} backbone with the {args.loss or TRAINERS[labels].default_loss!r} "
-        f"loss ({labels} labels).")
+        f"loss{trajectory} ({labels} labels), scoring the {args.score_span or model.config.score_span!r} span.")
     trainer = TRAINERS[labels](
         model,
         args,

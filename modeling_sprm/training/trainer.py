@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import functools
 import inspect
 import json
@@ -55,11 +56,11 @@ from ..cards import TRAINING_FILE
 from ..data import as_record
 from ..loading import MANIFEST_NAME, STAGING_DIR, TRAINER_STATE_NAME, write_manifest
 from ..modeling_sprm import ADAPTER_WEIGHTS_NAME, HEAD_PREFIX, SPRMForStepScoring, has_adapter, load_adapter_weights
-from ..processing_sprm import SPRMProcessor, pad_step_features
-from ..steps import token_index
+from ..processing_sprm import SPRMProcessor, input_fields, pad_step_features
+from ..steps import StepRules, join_steps, scored_regions, token_index
 from .arguments import SPRMTrainingArguments
 from .features import extract_step_features, step_features_for_traces
-from .losses import get_loss
+from .losses import get_loss, trajectory_loss
 from .monitoring import RunningScoreMetrics, compute_score_metrics, plot_score_curves, write_training_log
 from .monitoring import CollapseAlarm, collapse_verdict, record_collapse_verdict
 
@@ -81,6 +82,21 @@ def check_labels(rows: list[dict], label_kind: str, name: str) -> None:
             labels = row.get("step_labels")
             if labels is None or all(v is None or math.isnan(v) for v in labels):
                 raise ValueError(f"{where} has no step labels; step-supervised training needs them")
+
+
+def check_think_spans(rows: list[dict], rules: StepRules, name: str) -> None:
+    """``--score_span think`` trains on each trace's thinking. On a text without a think span steps.py falls back
+    to scoring the whole text (MetaStone-S1's rule), which would train a "think" head on responses: refuse it, naming
+    the first row without one."""
+    for i, row in enumerate(rows):
+        fields = input_fields(row)
+        text = fields.get("text") or fields.get("solution") or join_steps(fields["steps"], rules)[0]
+        if not any(part == "think" for _, _, part in scored_regions(text, 0, len(text), rules)):
+            raise ValueError(
+                f"--score_span think: {name} row {i} (id {row.get('id')!r}) has no {rules.think_start_tag}..."
+                f"{rules.think_end_tag} span with text; give thinking traces, or use --score_span response or both "
+                "(a text without think tags is all response)"
+            )
 
 
 def feature_rows(dataset) -> list[dict]:
@@ -224,6 +240,14 @@ class SPRMTrainer(Trainer):
         self.loss_name = args.loss or self.default_loss
         self.loss_fn, self.loss_options = self._build_loss(args)
         self._check_training_options(args)
+        if args.trajectory_loss_weight and self.label_kind != "outcome":
+            raise ValueError("--trajectory_loss_weight trains each trace's aggregated score against its outcome: it "
+                             f"goes with outcome labels, not with {type(self).__name__}")
+        if args.score_span is not None:  # every encoding below (features, collator, saved config) reads the span
+            model.config.score_span = args.score_span
+            if isinstance(processing_class, SPRMProcessor):
+                processing_class = copy.copy(processing_class)
+                processing_class.rules = dataclasses.replace(processing_class.rules, score_span=args.score_span)
         if args.ema_teacher_decay is not None and "teacher_logits" not in inspect.signature(get_loss(self.loss_name)).parameters:
             raise ValueError(f"--ema_teacher_decay gives the pseudo-labels of a self-training loss (spr, asymmetric_spr, "
                              f"first_error); the {self.loss_name!r} loss has none")
@@ -341,6 +365,8 @@ class SPRMTrainer(Trainer):
                 raise ValueError(f"--lora_dropout must be in [0, 1), got {args.lora_dropout}")
         if args.ema_teacher_decay is not None and not 0.0 <= args.ema_teacher_decay < 1.0:
             raise ValueError(f"--ema_teacher_decay must be in [0, 1), got {args.ema_teacher_decay}")
+        if not args.trajectory_loss_weight >= 0:
+            raise ValueError(f"--trajectory_loss_weight must be >= 0, got {args.trajectory_loss_weight}")
 
     # -- data -----------------------------------------------------------------------------------------------------
     def prepare_dataset(self, dataset, name: str):
@@ -360,6 +386,8 @@ class SPRMTrainer(Trainer):
         if not rows:
             raise ValueError(f"{name} is empty")
         check_labels(rows, self.label_kind, name)
+        if self.args.score_span == "think" and "step_features" not in rows[0]:
+            check_think_spans(rows, SPRMProcessor.from_model(self.model, self.processing_class).rules, name)
         if self.use_cached_features and "step_features" not in rows[0]:
             # With a cache folder the other processes wait and then load what the main process wrote.
             shared = self.args.feature_cache_dir is not None
@@ -411,14 +439,21 @@ class SPRMTrainer(Trainer):
             extra["use_filter"] = self.state.global_step >= self.args.spr_warmup_steps
         if self.teacher is not None:
             extra["teacher_logits"] = self.teacher_logits(outputs.step_features, outputs.step_mask)
+        solution_mask = ~inputs["rollout_truncated"] if self.args.exclude_truncated else None
+        global_sum = self._global_sum if self.accelerator.num_processes > 1 else None
         loss = self.loss_fn(
             step_logits=outputs.step_logits,
             step_mask=outputs.step_mask,
             **self.training_labels(inputs),
-            solution_mask=~inputs["rollout_truncated"] if self.args.exclude_truncated else None,
-            global_sum=self._global_sum if self.accelerator.num_processes > 1 else None,
+            solution_mask=solution_mask,
+            global_sum=global_sum,
             **extra,
         )
+        if self.args.trajectory_loss_weight:
+            loss = loss + self.args.trajectory_loss_weight * trajectory_loss(
+                outputs.step_logits, outputs.step_mask, inputs["outcome_labels"], solution_mask=solution_mask,
+                aggregation=unwrapped.config.aggregation, eps=self.args.loss_eps, global_sum=global_sum,
+            )
         if lm_labels is not None and self.args.lm_loss_weight > 0:
             loss = loss + self.args.lm_loss_weight * lm_loss(outputs.logits, lm_labels)
         if model.training:
@@ -479,6 +514,7 @@ class SPRMTrainer(Trainer):
                                                        "dropout": args.lora_dropout,
                                                        "target_modules": args.lora_target_modules},
             "ema_teacher_decay": args.ema_teacher_decay,
+            "trajectory_loss_weight": args.trajectory_loss_weight,
             "feature_grad_scale": args.feature_grad_scale,
             "lm_loss_weight": args.lm_loss_weight,
             "data": self.data_description,
