@@ -10,7 +10,7 @@ from conftest import ROOT
 PACKAGE = ROOT / "modeling_sprm"
 # Shipped with every checkpoint (transformers copies them by their relative imports): flat, only each other.
 REMOTE_CODE = {"configuration_sprm", "modeling_sprm", "pipeline_sprm", "processing_sprm", "steps", "aggregation",
-               "outputs", "generation", "answers", "backbones"}  # fmt: skip
+               "outputs", "generation", "answers", "backbones", "readouts"}  # fmt: skip
 # Lowest first; a module may import its own layer and the ones below.
 LAYERS = [
     {"steps", "aggregation", "answers", "backbones", "configuration_sprm", "arguments", "readouts"},

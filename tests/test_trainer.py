@@ -18,6 +18,7 @@ from modeling_sprm.training import (
     SPRMTrainingArguments,
     StepSupervisedTrainer,
 )
+from modeling_sprm.training.losses import outcome_bce, spr_loss
 
 hf_logging.set_verbosity_error()
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
