@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import copy
 import cProfile
+import importlib.util
 import json
 import os
 import pstats
@@ -258,6 +259,9 @@ def main() -> None:
     args.cli_batch_size = args.cli_batch_size or (16 if cuda else 1)
     num_workers = args.num_workers if args.num_workers is not None else (4 if cuda else 0)
     skip = set(filter(None, (args.skip if args.skip is not None else ("cli" if cuda else "")).split(",")))
+    if importlib.util.find_spec("datasets") is None:  # feature extraction returns a datasets.Dataset
+        print("datasets is not installed: the features arm is skipped", file=sys.stderr)
+        skip.add("features")
     out_path = Path(args.out) if args.out else RESULTS / f"scoring_speed{'_cuda' if cuda else ''}.json"
     torch.set_num_threads(args.threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
