@@ -19,7 +19,7 @@ import argparse
 import importlib.util
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -294,12 +294,29 @@ class BonArguments:
     num_candidates: int | None = field(default=None, metadata={"help": "Sample this many candidates instead of a mode."})
 
 
+SEARCH_METHODS = ("step", "beam", "dvts")
+
+
 @dataclass
 class SearchArguments:
-    """``sprm search``: SPRM-guided step-level beam search."""
+    """``sprm search``: SPRM-guided search over steps (``--method``)."""
 
-    beam_width: int = field(default=2, metadata={"help": "Beams kept after each step."})
-    num_continuations: int = field(default=4, metadata={"help": "Continuations sampled per beam and step."})
+    method: Literal["step", "beam", "dvts"] = field(
+        default="step",
+        metadata={"help": "step: generation.step_search (--beam-width beams kept, every finished one a candidate); "
+                  "beam: search.beam_search and dvts: search.dvts (diverse verifier tree search), both with a budget "
+                  "of --num-sequences sequences per round (beam: one subtree of N / M beams; dvts: N / M independent "
+                  "subtrees of one beam; M = --num-continuations)."},
+    )
+    beam_width: int | None = field(
+        default=None, metadata={"help": "--method step: beams kept after each step (default 2)."}
+    )
+    num_sequences: int | None = field(
+        default=None,
+        metadata={"help": "--method beam / dvts (needed there): N, the sequences sampled per round and question; a "
+                  "multiple of --num-continuations, or fewer (then one beam with N continuations)."},
+    )
+    num_continuations: int = field(default=4, metadata={"help": "Continuations sampled per beam and step (M)."})
     max_steps: int = field(default=32, metadata={"help": "Most search rounds."})
     max_step_tokens: int = field(default=128, metadata={"help": "Most tokens of one step."})
 
@@ -329,6 +346,7 @@ def _generation_json(result: dict, name: str) -> dict:
     out = {k: v for k, v in result.items() if k not in ("candidates", "question")}
     out["candidates"] = [
         {**{k: c[k] for k in GENERATION_KEYS}, "num_tokens": c["num_tokens"],
+         **({"subtree": c["subtree"]} if "subtree" in c else {}),  # beam / dvts: the subtree it finished in
          "steps": [{"text": s["text"], "score": s["score"]} for s in c["steps"]]}
         for c in result["candidates"]
     ]
@@ -395,7 +413,7 @@ def _run_generation_data(args: GenerateArguments, model_args: ModelArguments, sa
     if len(set(ids)) != len(ids):
         _fail(f"--data {args.data}: problem ids repeat (e.g. {next(x for x in ids if ids.count(x) > 1)!r}); each line "
               "of --output is found again by its id")
-    from dataclasses import asdict, replace
+    from dataclasses import asdict
 
     from tqdm.auto import tqdm
 
@@ -446,15 +464,43 @@ def run_bon(bon: BonArguments, args: GenerateArguments, sampling, model_args: Mo
     _run_generation(args, model_args, sampling, best_of_n, mode=bon.mode, num_candidates=bon.num_candidates)
 
 
-def run_search(search: SearchArguments, args: GenerateArguments, sampling, model_args: ModelArguments) -> None:
-    from ..generation import step_search
+def _one_question(search_function: Callable) -> Callable:
+    """`search.beam_search` / `search.dvts` (a list of questions in, a list of results out) as the one-question
+    function `_run_generation` calls; its progress is tree_search's own bar of rounds."""
 
-    if sampling.batch_size is not None:
-        _fail("--batch_size applies to sprm bon only (step search samples every beam's continuations at once)")
-    _run_generation(
-        args, model_args, sampling, step_search, beam_width=search.beam_width,
-        num_continuations=search.num_continuations, max_steps=search.max_steps, max_step_tokens=search.max_step_tokens,
-    )
+    def run(model, tokenizer, question: str, progress_callback=None, **kwargs):
+        return search_function(model, tokenizer, [question], progress=progress_callback is not None, **kwargs)[0]
+
+    run.__name__ = search_function.__name__  # names the command in --data's settings
+    return run
+
+
+def run_search(search: SearchArguments, args: GenerateArguments, sampling, model_args: ModelArguments) -> None:
+    common = dict(num_continuations=search.num_continuations, max_steps=search.max_steps,
+                  max_step_tokens=search.max_step_tokens)
+    if search.method == "step":
+        from ..generation import step_search
+
+        if search.num_sequences is not None:
+            _fail("--num_sequences applies to --method beam and dvts only (--method step keeps --beam_width beams)")
+        if sampling.batch_size is not None:
+            _fail("--batch_size applies to sprm bon and sprm search --method beam / dvts only (step search samples "
+                  "every beam's continuations at once)")
+        beam_width = 2 if search.beam_width is None else search.beam_width
+        _run_generation(args, model_args, sampling, step_search, beam_width=beam_width, **common)
+        return
+    from .. import search as tree
+
+    if search.beam_width is not None:
+        _fail(f"--beam_width applies to --method step only (--method {search.method} sets its beams from "
+              "--num_sequences / --num_continuations)")
+    if search.num_sequences is None:
+        _fail(f"--method {search.method} needs --num_sequences (N, the sequences sampled per round and question)")
+    # tree_search reads its batch size from its own argument, not from the SamplingConfig
+    batch_size, sampling = sampling.batch_size, replace(sampling, batch_size=None)
+    function = _one_question(tree.beam_search if search.method == "beam" else tree.dvts)
+    _run_generation(args, model_args, sampling, function, num_sequences=search.num_sequences, batch_size=batch_size,
+                    **common)
 
 
 def format_generation_table(result: dict, model_name: str, threshold: float) -> str:
@@ -568,8 +614,6 @@ def run_label(args: LabelArguments, sampling, model_args: ModelArguments) -> Non
         if torch.cuda.is_available():
             model_args.device = f"cuda:{local_rank}"
     model, tokenizer, name = _load_policy(model_args)
-    from dataclasses import replace
-
     from ..data import grade_solution
     from ..labeling import label_to_folder
 
@@ -950,7 +994,7 @@ COMMANDS: dict[str, Command] = {
         run_bon,
     ),
     "search": Command(
-        "SPRM-guided step-level beam search",
+        "SPRM-guided search over steps: step-level beam search, beam search or DVTS",
         lambda: (SearchArguments, GenerateArguments, _sampling_config(), ModelArguments),
         run_search,
     ),
