@@ -269,7 +269,9 @@ class GenerateArguments:
         metadata={"help": "Answer every problem of this data set instead of --question (rows with 'question' or "
                   "'problem' and the reference 'answer', as for sprm label) and write one JSON line per problem to "
                   "--output (the --json object plus id, reference_answer and whether each pick is right); an "
-                  "interrupted run resumes after the last complete line."},
+                  "interrupted run resumes after the last complete line. At the end, the accuracy of the SPRM pick, "
+                  "majority vote and SPRM-weighted vote with 95% bootstrap intervals over problems goes to --output "
+                  "with suffix .summary.json and as a bar chart to --output with suffix .png."},
     )
     split: str | None = field(default=None, metadata={"help": "--data: " + SPLIT_HELP})
     limit: int | None = field(default=None, metadata={"help": "--data: answer only the first N problems."})
@@ -408,6 +410,9 @@ def _run_generation_data(args: GenerateArguments, model_args: ModelArguments, sa
     output = Path(args.output)
     if output.is_dir() or not output.parent.is_dir():
         _fail(f"--output {output} must be a file in an existing folder")
+    if output.suffix == ".png" or output.name.endswith(".summary.json"):
+        _fail(f"--output {output} must not end in .png or .summary.json (the figure and its numbers are written "
+              "next to it under those suffixes)")
     problems = _load_problems(args.data, args.split, args.limit, "--data")
     ids = [p["id"] for p in problems]
     if len(set(ids)) != len(ids):
@@ -418,6 +423,7 @@ def _run_generation_data(args: GenerateArguments, model_args: ModelArguments, sa
     from tqdm.auto import tqdm
 
     from ..answers import answers_match
+    from ..evaluation.report import PICKS, pick_accuracy_summary, plot_pick_accuracy
 
     model, tokenizer, name, threshold = load_scorer(model_args, args.threshold)
     settings = {"command": function.__name__, **kwargs, "sampling": asdict(sampling), "model": name,
@@ -442,7 +448,7 @@ def _run_generation_data(args: GenerateArguments, model_args: ModelArguments, sa
                 id=problem["id"], question=problem["question"], reference_answer=reference, settings=settings,
                 generated_tokens=line.get("generated_tokens", sum(c["num_tokens"] for c in line["candidates"])),
                 correct={pick: answers_match(result[f"{pick}_answer"], reference)
-                         for pick in ("sprm", "majority", "weighted")},
+                         for pick in PICKS},
             )
             try:
                 text = json.dumps(line, ensure_ascii=False, allow_nan=False)
@@ -452,10 +458,15 @@ def _run_generation_data(args: GenerateArguments, model_args: ModelArguments, sa
             sink.flush()  # a killed run loses at most the problem it was on
             done.append(line)
     done = [d for d in done if d["id"] in set(ids)]  # an earlier run may have answered more (a larger --limit)
-    accuracy = {pick: sum(d["correct"][pick] for d in done) / len(done) for pick in ("sprm", "majority", "weighted")}
+    summary = pick_accuracy_summary(done)
+    summary_path, figure_path = output.with_suffix(".summary.json"), output.with_suffix(".png")
+    summary_path.write_text(json.dumps({**summary, "output": output.name, "settings": settings}, indent=2) + "\n",
+                            encoding="utf-8")
+    plot_pick_accuracy(summary, figure_path, function.__name__)
+    accuracy = {pick: summary["accuracy"][pick]["mean"] for pick in PICKS}
     print(f"answered {len(done)} problems ({len(done) - len(done_ids & set(ids))} by this run): accuracy of the SPRM pick "
           f"{accuracy['sprm']:.3f}, majority vote {accuracy['majority']:.3f}, SPRM-weighted vote "
-          f"{accuracy['weighted']:.3f}; wrote {output}", file=sys.stderr)
+          f"{accuracy['weighted']:.3f}; wrote {output}, {summary_path.name} and {figure_path.name}", file=sys.stderr)
 
 
 def run_bon(bon: BonArguments, args: GenerateArguments, sampling, model_args: ModelArguments) -> None:
