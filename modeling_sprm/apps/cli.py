@@ -296,9 +296,6 @@ class BonArguments:
     num_candidates: int | None = field(default=None, metadata={"help": "Sample this many candidates instead of a mode."})
 
 
-SEARCH_METHODS = ("step", "beam", "dvts")
-
-
 @dataclass
 class SearchArguments:
     """``sprm search``: SPRM-guided search over steps (``--method``)."""

@@ -17,7 +17,14 @@ from ..data import first_error_from_labels
 from ..outputs import EvaluationReport, GroupMetrics
 from ..steps import StepRules, anchor_parts, join_steps
 from .batch import record_input, record_length
-from .metrics import choose_threshold, outcome_auroc, predict_first_error, processbench_f1, step_auroc
+from .metrics import (
+    bootstrap_mean,
+    choose_threshold,
+    outcome_auroc,
+    predict_first_error,
+    processbench_f1,
+    step_auroc,
+)
 
 
 def sample_per_group(records: Sequence[dict], limit: int, seed: int = 0) -> list[dict]:
@@ -205,8 +212,6 @@ def pick_accuracy_summary(lines: list[dict], num_resamples: int = 1000, seed: in
     """The accuracy of each pick (`PICKS`) over the per-problem lines of ``sprm bon --data`` / ``sprm search --data``
     (each with ``correct: {pick: bool}``), with its 95% bootstrap interval over problems (`metrics.bootstrap_mean`,
     the same resamples for every pick)."""
-    from .metrics import bootstrap_mean
-
     accuracy = {pick: bootstrap_mean([float(line["correct"][pick]) for line in lines], num_resamples, 0.95, seed)
                 for pick in PICKS}
     return {"num_problems": len(lines), "confidence": 0.95, "num_resamples": num_resamples, "seed": seed,
