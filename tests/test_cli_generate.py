@@ -95,7 +95,9 @@ def write_problems(path, rows=PROBLEMS):
 @pytest.mark.parametrize(
     "command",
     [["bon", "--num-candidates", "3"],
-     ["search", "--beam-width", "2", "--num-continuations", "2", "--max-steps", "2", "--max-step-tokens", "3"]],
+     ["search", "--beam-width", "2", "--num-continuations", "2", "--max-steps", "2", "--max-step-tokens", "3"],
+     ["search", "--method", "dvts", "--num-sequences", "4", "--num-continuations", "2", "--max-steps", "2",
+      "--max-step-tokens", "3"]],
 )
 def test_data_writes_one_line_per_problem_and_resumes(saved_tiny, tmp_path, capsys, command):
     data, out = write_problems(tmp_path / "problems.jsonl"), tmp_path / "answers.jsonl"
@@ -160,3 +162,70 @@ def test_question_or_data(saved_tiny, capsys, args, message):
     with pytest.raises(SystemExit):
         main(["bon", "--model", saved_tiny, *args])
     assert message in capsys.readouterr().err
+
+
+# -- sprm search --method beam / dvts ---------------------------------------------------------------------------------
+
+
+def test_search_dvts_json_on_a_saved_model(saved_tiny, capsys):
+    # N = 4, M = 2: two independent subtrees of one beam, each finishing one candidate
+    main(["search", "--method", "dvts", "--json", "--model", saved_tiny, "--question", QUESTION,
+          "--num-sequences", "4", "--num-continuations", "2", "--max-steps", "2", "--max-step-tokens", "4",
+          "--max-new-tokens", "8", "--seed", "0"])
+    out = json.loads(capsys.readouterr().out)
+    assert {"candidates", "best", "sprm_answer", "majority_answer", "weighted_answer", "generated_tokens",
+            "rounds"} <= set(out)
+    assert 1 <= out["rounds"] <= 2 and 0 < out["generated_tokens"] <= 2 * 4 * 4
+    assert sorted(c["subtree"] for c in out["candidates"]) == [0, 1]
+    assert out["candidates"][out["best"]]["score"] == max(c["score"] for c in out["candidates"])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--method", "dvts"], "--method dvts needs --num_sequences"),
+        (["--method", "beam", "--num-sequences", "4", "--beam-width", "2"], "--beam_width applies to --method step"),
+        (["--num-sequences", "4"], "--num_sequences applies to --method beam and dvts only"),
+        (["--method", "dvts", "--num-sequences", "6", "--num-continuations", "4"],
+         "num_sequences (6) must be a multiple of num_continuations (4)"),
+    ],
+)
+def test_search_bad_method_combinations_fail_in_one_line(saved_tiny, capsys, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["search", *args, "--model", saved_tiny, "--question", QUESTION, "--max-new-tokens", "2"])
+    err = capsys.readouterr().err  # the budget is checked by the library, after the model's loading bars
+    assert exit_info.value.code == 2 and err.count("sprm: error:") == 1 and message in err.strip().splitlines()[-1]
+
+
+def test_data_writes_the_accuracy_figure_and_its_numbers(saved_tiny, tmp_path, capsys):
+    rows = PROBLEMS + [{"id": f"x{i}", "question": f"What is {i} + 1?", "answer": str(i + 1)} for i in range(3)]
+    data, out = write_problems(tmp_path / "problems.jsonl", rows), tmp_path / "answers.jsonl"
+    main(["bon", "--num-candidates", "2", "--model", saved_tiny, "--data", data, "--output", str(out),
+          "--max-new-tokens", "4", "--seed", "0"])
+    assert "answers.summary.json and answers.png" in capsys.readouterr().err
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    summary = json.loads((tmp_path / "answers.summary.json").read_text())
+    assert summary["num_problems"] == len(lines) == 6 and summary["settings"] == lines[0]["settings"]
+    for pick in ("sprm", "majority", "weighted"):
+        cell = summary["accuracy"][pick]
+        assert cell["mean"] == sum(d["correct"][pick] for d in lines) / 6
+        assert 0 <= cell["low"] <= cell["mean"] <= cell["high"] <= 1
+    assert (tmp_path / "answers.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bootstrap_mean_interval():
+    from modeling_sprm.evaluation.metrics import bootstrap_mean
+
+    constant = bootstrap_mean([1.0] * 5)
+    assert constant == {"mean": 1.0, "low": 1.0, "high": 1.0}
+    half = bootstrap_mean([0.0, 1.0] * 50, num_resamples=2000)
+    assert half["mean"] == 0.5 and 0.38 < half["low"] < 0.45 and 0.55 < half["high"] < 0.62  # +-1.96 * 0.05
+    with pytest.raises(ValueError, match="at least one finite value"):
+        bootstrap_mean([])
+
+
+def test_data_output_must_not_be_the_figure(saved_tiny, tmp_path, capsys):
+    data = write_problems(tmp_path / "problems.jsonl")
+    with pytest.raises(SystemExit):
+        main(["bon", "--model", saved_tiny, "--data", data, "--output", str(tmp_path / "answers.png")])
+    assert "must not end in .png or .summary.json" in capsys.readouterr().err

@@ -19,7 +19,7 @@ import argparse
 import importlib.util
 import json
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -269,7 +269,9 @@ class GenerateArguments:
         metadata={"help": "Answer every problem of this data set instead of --question (rows with 'question' or "
                   "'problem' and the reference 'answer', as for sprm label) and write one JSON line per problem to "
                   "--output (the --json object plus id, reference_answer and whether each pick is right); an "
-                  "interrupted run resumes after the last complete line."},
+                  "interrupted run resumes after the last complete line. At the end, the accuracy of the SPRM pick, "
+                  "majority vote and SPRM-weighted vote with 95% bootstrap intervals over problems goes to --output "
+                  "with suffix .summary.json and as a bar chart to --output with suffix .png."},
     )
     split: str | None = field(default=None, metadata={"help": "--data: " + SPLIT_HELP})
     limit: int | None = field(default=None, metadata={"help": "--data: answer only the first N problems."})
@@ -296,10 +298,24 @@ class BonArguments:
 
 @dataclass
 class SearchArguments:
-    """``sprm search``: SPRM-guided step-level beam search."""
+    """``sprm search``: SPRM-guided search over steps (``--method``)."""
 
-    beam_width: int = field(default=2, metadata={"help": "Beams kept after each step."})
-    num_continuations: int = field(default=4, metadata={"help": "Continuations sampled per beam and step."})
+    method: Literal["step", "beam", "dvts"] = field(
+        default="step",
+        metadata={"help": "step: generation.step_search (--beam-width beams kept, every finished one a candidate); "
+                  "beam: search.beam_search and dvts: search.dvts (diverse verifier tree search), both with a budget "
+                  "of --num-sequences sequences per round (beam: one subtree of N / M beams; dvts: N / M independent "
+                  "subtrees of one beam; M = --num-continuations)."},
+    )
+    beam_width: int | None = field(
+        default=None, metadata={"help": "--method step: beams kept after each step (default 2)."}
+    )
+    num_sequences: int | None = field(
+        default=None,
+        metadata={"help": "--method beam / dvts (needed there): N, the sequences sampled per round and question; a "
+                  "multiple of --num-continuations, or fewer (then one beam with N continuations)."},
+    )
+    num_continuations: int = field(default=4, metadata={"help": "Continuations sampled per beam and step (M)."})
     max_steps: int = field(default=32, metadata={"help": "Most search rounds."})
     max_step_tokens: int = field(default=128, metadata={"help": "Most tokens of one step."})
 
@@ -329,6 +345,7 @@ def _generation_json(result: dict, name: str) -> dict:
     out = {k: v for k, v in result.items() if k not in ("candidates", "question")}
     out["candidates"] = [
         {**{k: c[k] for k in GENERATION_KEYS}, "num_tokens": c["num_tokens"],
+         **({"subtree": c["subtree"]} if "subtree" in c else {}),  # beam / dvts: the subtree it finished in
          "steps": [{"text": s["text"], "score": s["score"]} for s in c["steps"]]}
         for c in result["candidates"]
     ]
@@ -390,16 +407,20 @@ def _run_generation_data(args: GenerateArguments, model_args: ModelArguments, sa
     output = Path(args.output)
     if output.is_dir() or not output.parent.is_dir():
         _fail(f"--output {output} must be a file in an existing folder")
+    if output.suffix == ".png" or output.name.endswith(".summary.json"):
+        _fail(f"--output {output} must not end in .png or .summary.json (the figure and its numbers are written "
+              "next to it under those suffixes)")
     problems = _load_problems(args.data, args.split, args.limit, "--data")
     ids = [p["id"] for p in problems]
     if len(set(ids)) != len(ids):
         _fail(f"--data {args.data}: problem ids repeat (e.g. {next(x for x in ids if ids.count(x) > 1)!r}); each line "
               "of --output is found again by its id")
-    from dataclasses import asdict, replace
+    from dataclasses import asdict
 
     from tqdm.auto import tqdm
 
     from ..answers import answers_match
+    from ..evaluation.report import PICKS, pick_accuracy_summary, plot_pick_accuracy
 
     model, tokenizer, name, threshold = load_scorer(model_args, args.threshold)
     settings = {"command": function.__name__, **kwargs, "sampling": asdict(sampling), "model": name,
@@ -424,7 +445,7 @@ def _run_generation_data(args: GenerateArguments, model_args: ModelArguments, sa
                 id=problem["id"], question=problem["question"], reference_answer=reference, settings=settings,
                 generated_tokens=line.get("generated_tokens", sum(c["num_tokens"] for c in line["candidates"])),
                 correct={pick: answers_match(result[f"{pick}_answer"], reference)
-                         for pick in ("sprm", "majority", "weighted")},
+                         for pick in PICKS},
             )
             try:
                 text = json.dumps(line, ensure_ascii=False, allow_nan=False)
@@ -434,10 +455,15 @@ def _run_generation_data(args: GenerateArguments, model_args: ModelArguments, sa
             sink.flush()  # a killed run loses at most the problem it was on
             done.append(line)
     done = [d for d in done if d["id"] in set(ids)]  # an earlier run may have answered more (a larger --limit)
-    accuracy = {pick: sum(d["correct"][pick] for d in done) / len(done) for pick in ("sprm", "majority", "weighted")}
+    summary = pick_accuracy_summary(done)
+    summary_path, figure_path = output.with_suffix(".summary.json"), output.with_suffix(".png")
+    summary_path.write_text(json.dumps({**summary, "output": output.name, "settings": settings}, indent=2) + "\n",
+                            encoding="utf-8")
+    plot_pick_accuracy(summary, figure_path, function.__name__)
+    accuracy = {pick: summary["accuracy"][pick]["mean"] for pick in PICKS}
     print(f"answered {len(done)} problems ({len(done) - len(done_ids & set(ids))} by this run): accuracy of the SPRM pick "
           f"{accuracy['sprm']:.3f}, majority vote {accuracy['majority']:.3f}, SPRM-weighted vote "
-          f"{accuracy['weighted']:.3f}; wrote {output}", file=sys.stderr)
+          f"{accuracy['weighted']:.3f}; wrote {output}, {summary_path.name} and {figure_path.name}", file=sys.stderr)
 
 
 def run_bon(bon: BonArguments, args: GenerateArguments, sampling, model_args: ModelArguments) -> None:
@@ -446,15 +472,43 @@ def run_bon(bon: BonArguments, args: GenerateArguments, sampling, model_args: Mo
     _run_generation(args, model_args, sampling, best_of_n, mode=bon.mode, num_candidates=bon.num_candidates)
 
 
-def run_search(search: SearchArguments, args: GenerateArguments, sampling, model_args: ModelArguments) -> None:
-    from ..generation import step_search
+def _one_question(search_function: Callable) -> Callable:
+    """`search.beam_search` / `search.dvts` (a list of questions in, a list of results out) as the one-question
+    function `_run_generation` calls; its progress is tree_search's own bar of rounds."""
 
-    if sampling.batch_size is not None:
-        _fail("--batch_size applies to sprm bon only (step search samples every beam's continuations at once)")
-    _run_generation(
-        args, model_args, sampling, step_search, beam_width=search.beam_width,
-        num_continuations=search.num_continuations, max_steps=search.max_steps, max_step_tokens=search.max_step_tokens,
-    )
+    def run(model, tokenizer, question: str, progress_callback=None, **kwargs):
+        return search_function(model, tokenizer, [question], progress=progress_callback is not None, **kwargs)[0]
+
+    run.__name__ = search_function.__name__  # names the command in --data's settings
+    return run
+
+
+def run_search(search: SearchArguments, args: GenerateArguments, sampling, model_args: ModelArguments) -> None:
+    common = dict(num_continuations=search.num_continuations, max_steps=search.max_steps,
+                  max_step_tokens=search.max_step_tokens)
+    if search.method == "step":
+        from ..generation import step_search
+
+        if search.num_sequences is not None:
+            _fail("--num_sequences applies to --method beam and dvts only (--method step keeps --beam_width beams)")
+        if sampling.batch_size is not None:
+            _fail("--batch_size applies to sprm bon and sprm search --method beam / dvts only (step search samples "
+                  "every beam's continuations at once)")
+        beam_width = 2 if search.beam_width is None else search.beam_width
+        _run_generation(args, model_args, sampling, step_search, beam_width=beam_width, **common)
+        return
+    from .. import search as tree
+
+    if search.beam_width is not None:
+        _fail(f"--beam_width applies to --method step only (--method {search.method} sets its beams from "
+              "--num_sequences / --num_continuations)")
+    if search.num_sequences is None:
+        _fail(f"--method {search.method} needs --num_sequences (N, the sequences sampled per round and question)")
+    # tree_search reads its batch size from its own argument, not from the SamplingConfig
+    batch_size, sampling = sampling.batch_size, replace(sampling, batch_size=None)
+    function = _one_question(tree.beam_search if search.method == "beam" else tree.dvts)
+    _run_generation(args, model_args, sampling, function, num_sequences=search.num_sequences, batch_size=batch_size,
+                    **common)
 
 
 def format_generation_table(result: dict, model_name: str, threshold: float) -> str:
@@ -568,8 +622,6 @@ def run_label(args: LabelArguments, sampling, model_args: ModelArguments) -> Non
         if torch.cuda.is_available():
             model_args.device = f"cuda:{local_rank}"
     model, tokenizer, name = _load_policy(model_args)
-    from dataclasses import replace
-
     from ..data import grade_solution
     from ..labeling import label_to_folder
 
@@ -950,7 +1002,7 @@ COMMANDS: dict[str, Command] = {
         run_bon,
     ),
     "search": Command(
-        "SPRM-guided step-level beam search",
+        "SPRM-guided search over steps: step-level beam search, beam search or DVTS",
         lambda: (SearchArguments, GenerateArguments, _sampling_config(), ModelArguments),
         run_search,
     ),

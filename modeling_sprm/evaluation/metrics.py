@@ -177,6 +177,22 @@ def majority_vote_accuracy(
     return float(np.mean(per_question))
 
 
+def bootstrap_mean(
+    values: Sequence[float], num_resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> dict[str, float]:
+    """The mean of ``values`` (one per problem) and its percentile bootstrap interval over problems: the problems
+    are resampled with replacement ``num_resamples`` times, and ``low`` / ``high`` are the (1 - confidence) / 2 and
+    (1 + confidence) / 2 quantiles of the resampled means. Ten lines of numpy rather than ``scipy.stats.bootstrap``:
+    scipy is a test dependency only."""
+    values = np.asarray(values, dtype=float).reshape(-1)
+    if values.size == 0 or not np.isfinite(values).all():
+        raise ValueError(f"need at least one finite value, got {values.size} values")
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, values.size, size=(num_resamples, values.size))].mean(axis=1)
+    low, high = np.quantile(means, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return {"mean": float(values.mean()), "low": float(low), "high": float(high)}
+
+
 def expected_calibration_error(probs: Sequence[float], labels: Sequence[float], n_bins: int = 10) -> float:
     """ECE: the scores are put in ``n_bins`` equal-width bins ``[k/n, (k+1)/n)`` (1.0 in the last); ECE is the
     sum over bins of (share of samples in the bin) * |mean label - mean score| in the bin. Labels may be soft."""

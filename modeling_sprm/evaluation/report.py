@@ -17,7 +17,14 @@ from ..data import first_error_from_labels
 from ..outputs import EvaluationReport, GroupMetrics
 from ..steps import StepRules, anchor_parts, join_steps
 from .batch import record_input, record_length
-from .metrics import choose_threshold, outcome_auroc, predict_first_error, processbench_f1, step_auroc
+from .metrics import (
+    bootstrap_mean,
+    choose_threshold,
+    outcome_auroc,
+    predict_first_error,
+    processbench_f1,
+    step_auroc,
+)
 
 
 def sample_per_group(records: Sequence[dict], limit: int, seed: int = 0) -> list[dict]:
@@ -196,3 +203,37 @@ def choose_threshold_for_model(
     return choose_threshold(
         [s["step_scores"] for s in scored], [r["first_error"] for r in views], groups=[r["group"] for r in views]
     )
+
+
+PICKS = {"sprm": "SPRM pick", "majority": "majority vote", "weighted": "SPRM-weighted vote"}
+
+
+def pick_accuracy_summary(lines: list[dict], num_resamples: int = 1000, seed: int = 0) -> dict:
+    """The accuracy of each pick (`PICKS`) over the per-problem lines of ``sprm bon --data`` / ``sprm search --data``
+    (each with ``correct: {pick: bool}``), with its 95% bootstrap interval over problems (`metrics.bootstrap_mean`,
+    the same resamples for every pick)."""
+    accuracy = {pick: bootstrap_mean([float(line["correct"][pick]) for line in lines], num_resamples, 0.95, seed)
+                for pick in PICKS}
+    return {"num_problems": len(lines), "confidence": 0.95, "num_resamples": num_resamples, "seed": seed,
+            "accuracy": accuracy}
+
+
+def plot_pick_accuracy(summary: dict, path, title: str) -> None:
+    """A bar chart of `pick_accuracy_summary`'s accuracies with their intervals, saved as a PNG (Agg canvas, no global
+    backend switch)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5.0, 3.6), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    cells = [summary["accuracy"][pick] for pick in PICKS]
+    means = [c["mean"] for c in cells]
+    errors = [[c["mean"] - c["low"] for c in cells], [c["high"] - c["mean"] for c in cells]]
+    axes.bar(list(PICKS.values()), means, yerr=errors, capsize=6, color=["tab:blue", "tab:gray", "tab:orange"])
+    axes.set_ylim(0, 1)
+    axes.set_ylabel("accuracy")
+    axes.set_title(f"{title}: {summary['num_problems']} problems, 95% bootstrap intervals", fontsize=9)
+    axes.grid(axis="y", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path)
