@@ -270,7 +270,7 @@ class GenerateArguments:
                   "'problem' and the reference 'answer', as for sprm label) and write one JSON line per problem to "
                   "--output (the --json object plus id, reference_answer and whether each pick is right); an "
                   "interrupted run resumes after the last complete line. At the end, the accuracy of the SPRM pick, "
-                  "majority vote and SPRM-weighted vote with 95% bootstrap intervals over problems goes to --output "
+                  "majority vote and SPRM-weighted vote with 95%% bootstrap intervals over problems goes to --output "
                   "with suffix .summary.json and as a bar chart to --output with suffix .png."},
     )
     split: str | None = field(default=None, metadata={"help": "--data: " + SPLIT_HELP})
@@ -497,7 +497,7 @@ def run_search(search: SearchArguments, args: GenerateArguments, sampling, model
         beam_width = 2 if search.beam_width is None else search.beam_width
         _run_generation(args, model_args, sampling, step_search, beam_width=beam_width, **common)
         return
-    from .. import search as tree
+    from ..search import beam_search, dvts
 
     if search.beam_width is not None:
         _fail(f"--beam_width applies to --method step only (--method {search.method} sets its beams from "
@@ -506,7 +506,7 @@ def run_search(search: SearchArguments, args: GenerateArguments, sampling, model
         _fail(f"--method {search.method} needs --num_sequences (N, the sequences sampled per round and question)")
     # tree_search reads its batch size from its own argument, not from the SamplingConfig
     batch_size, sampling = sampling.batch_size, replace(sampling, batch_size=None)
-    function = _one_question(tree.beam_search if search.method == "beam" else tree.dvts)
+    function = _one_question(beam_search if search.method == "beam" else dvts)
     _run_generation(args, model_args, sampling, function, num_sequences=search.num_sequences, batch_size=batch_size,
                     **common)
 
